@@ -1,0 +1,48 @@
+"""Self-sufficient checkpoints: a checkpoint alone rebuilds its enhancer.
+
+Training (Lightning) checkpoints carry ``checkpoint['sekd'] = {'enhancer': config}`` beside
+the state dict, whose model weights sit under the ``model.`` prefix. ``save_enhancer``
+writes the same format without Lightning, so both load through :func:`load_enhancer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import SekdError
+from .models import SpeechEnhancer
+
+PREFIX = "model."
+
+
+def enhancer_payload(model: SpeechEnhancer) -> dict:
+    return {"enhancer": model.get_config(), "format": 1}
+
+
+def save_enhancer(model: SpeechEnhancer, path: str | Path) -> None:
+    state = {PREFIX + k: v for k, v in model.state_dict().items()}
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save({"sekd": enhancer_payload(model), "state_dict": state}, tmp)
+    tmp.replace(path)
+
+
+def load_enhancer(path: str | Path, device: str = "cpu") -> SpeechEnhancer:
+    """Rebuild the enhancer stored in a checkpoint, in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise SekdError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:
+        raise SekdError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "sekd" not in ckpt or "state_dict" not in ckpt:
+        raise SekdError(f"{path}: not a sekd checkpoint (no model configuration inside)")
+    model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+    state = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise SekdError(f"{path}: weights do not fit the stored model configuration ({exc})") from None
+    return model.to(device).eval()

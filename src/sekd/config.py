@@ -1,0 +1,171 @@
+"""Typed run configuration: YAML sections with dotted command-line overrides.
+
+A config file has the sections ``data``, ``model``, ``signal``, ``loss`` and ``train`` (and
+``distill`` for ``sekd distill``); every field and its default is below, with a comment.
+Overrides look like ``train.max_steps=200 model.preset=tiny``; keys and value types are
+checked, and the resolved config is written into the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import SekdError
+from .signal import SignalConfig
+
+
+@dataclass
+class DataConfig:
+    train: str = "data/builtin"     # built corpus folder, manifest CSV, or paired folder (noisy/, clean/)
+    valid: str | None = None        # default: the 'valid' split of `train`
+    crop_seconds: float = 2.0       # random training crops of this length
+    batch_size: int = 8
+    num_workers: int = 0            # DataLoader worker processes
+    valid_files: int | None = 40    # validate on the first N validation files (None = all)
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "cpu-teacher"     # teacher, student-l, student-m, cpu-teacher, cpu-student, tiny
+    channels: int | None = None     # override the preset's width C
+    layers: int | None = None       # override the preset's number of dual-path layers L
+    in_channels: int = 1            # microphone channels M (the network reads 2M feature maps)
+    causal: bool = False            # frame-causal network (masked time attention, per-frame norms)
+    lookback: int | None = None     # causal only: attention look-back in frames (None = unbounded)
+
+
+@dataclass
+class LossConfig:
+    """SE loss: compressed-spectrum MSEs plus a time-domain SI-SDR term (see sekd.losses)."""
+
+    compress: float = 0.3           # power-law exponent applied to both spectra before the MSEs
+    magnitude: float = 0.7          # weight of MSE(|S|^c, |Ŝ|^c)
+    complex: float = 0.3            # weight of MSE on the compressed complex spectra
+    si_sdr: float = 0.01            # weight of −SI-SDR (dB) on the waveforms
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/model"     # checkpoints, logs and the resolved config go here
+    max_steps: int = 2000
+    lr: float = 1e-3
+    warmup_steps: int = 100         # linear warm-up, then cosine decay to lr_min over max_steps
+    lr_min: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0          # gradient-norm clipping (0 = off)
+    val_every: int = 250            # validate and checkpoint every N steps
+    log_every: int = 10
+    seed: int = 0
+    resume: bool = True             # continue from out_dir/checkpoints/last.ckpt when it exists
+    accelerator: str = "auto"       # Lightning: cpu, gpu, auto
+    devices: str = "auto"           # Lightning: e.g. 1, 4, auto (several devices -> DDP)
+    strategy: str = "auto"          # Lightning: auto, ddp, ...
+    num_nodes: int = 1
+    precision: str = "32-true"
+    threads: int | None = None      # torch CPU threads (None = torch's default)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    signal: SignalConfig = field(default_factory=SignalConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    extra: dict = field(default_factory=dict)  # further sections (e.g. distill), checked by their owners
+
+    def to_dict(self) -> dict:
+        d = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
+        d.update(self.extra)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+
+
+def _check_value(where: str, value, annotation):
+    """Coerce/validate ``value`` against a field annotation like ``int``, ``str | None``."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise SekdError(f"{where}: a value is required")
+    for kind in options:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in options)
+    raise SekdError(f"{where}: expected {names}, got {value!r}")
+
+
+def _build_section(name: str, cls, values, source: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise SekdError(f"{source}: section '{name}' must be a mapping")
+    fields = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise SekdError(f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+                        f"valid keys: {', '.join(f'{name}.{k}' for k in fields)}")
+    return cls(**{k: _check_value(f"{source}: {name}.{k}", v, fields[k]) for k, v in values.items()})
+
+
+def config_from_dict(d: dict, source: str = "config", extra_sections: tuple[str, ...] = ("distill",)) -> Config:
+    unknown = sorted(set(d) - set(SECTIONS) - set(extra_sections))
+    if unknown:
+        raise SekdError(f"{source}: unknown section(s) {', '.join(unknown)}; "
+                        f"valid: {', '.join([*SECTIONS, *extra_sections])}")
+    cfg = Config(**{name: _build_section(name, f.default_factory().__class__, d.get(name), source)
+                    for name, f in SECTIONS.items()})
+    cfg.extra = {k: d[k] for k in extra_sections if k in d}
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise SekdError(f"override {text!r}: expected section.key=value, e.g. train.max_steps=100")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SekdError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SekdError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise SekdError(f"{path}: a config must be a mapping of sections")
+        source = str(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        if len(keys) < 2:
+            raise SekdError(f"override {text!r}: expected section.key=value")
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise SekdError(f"override {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    return config_from_dict(raw, source)

@@ -1,0 +1,78 @@
+"""Lightning module for supervised SE training, built from a config dict.
+
+Built from the plain config (not from ready objects), so ``load_from_checkpoint`` and
+``sekd.checkpoint.load_enhancer`` both rebuild it from the checkpoint alone. The
+distillation module (sekd.engine.distill) extends it by adding L_KD to the same step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..checkpoint import enhancer_payload
+from ..config import Config, config_from_dict
+from ..losses import SELoss, si_sdr
+from ..metrics import compute_metrics
+from ..models import SpeechEnhancer, build_enhancer
+
+
+def build_model(cfg: Config) -> SpeechEnhancer:
+    m = cfg.model
+    return build_enhancer(m.preset, in_channels=m.in_channels, causal=m.causal, signal_args=cfg.signal.to_dict(),
+                          channels=m.channels, layers=m.layers, lookback=m.lookback)
+
+
+class EnhancementModule(L.LightningModule):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = config_from_dict(config)
+        self.model = build_model(self.cfg)
+        self.se_loss = SELoss(self.cfg.loss, self.model.signal)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.model(noisy)
+
+    def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """L_SE and its named terms; the distillation module adds λ·L_KD here."""
+        loss, terms = self.se_loss(self.model(noisy), clean)
+        return loss, {f"se/{k}": v for k, v in terms.items()}
+
+    def training_step(self, batch, batch_idx):
+        noisy, clean = batch                      # (B, M, N), (B, N)
+        loss, terms = self.training_loss(noisy, clean)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()})
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        noisy, clean = batch                      # whole file, batch size 1
+        estimate = self.model(noisy)
+        scores = compute_metrics(estimate[0].float().cpu().numpy(), clean[0].float().cpu().numpy(), dnsmos=False)
+        self.log("val/si_sdr", si_sdr(estimate, clean).mean(), batch_size=1, sync_dist=True)
+        for key in ("pesq_wb", "stoi"):
+            if not math.isnan(scores[key]):
+                self.log(f"val/{key}", float(scores[key]), batch_size=1, sync_dist=True,
+                         prog_bar=key == "pesq_wb")
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+
+        def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to lr_min
+            if step < t.warmup_steps:
+                return (step + 1) / t.warmup_steps
+            progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+            floor = t.lr_min / t.lr
+            return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sekd"] = enhancer_payload(self.model)
