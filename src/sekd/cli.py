@@ -40,6 +40,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from .config import load_config
+    from .engine.distill import distill
+    best = distill(load_config(args.config, args.overrides))
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .distill import list_methods
+    methods = list_methods()
+    width = max(len(name) for name, _ in methods)
+    for name, description in methods:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
 def _named_checkpoints(items: list[str]) -> dict[str, str]:
     named = {}
     for item in items:
@@ -107,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="YAML config (sections data, model, signal, loss, train)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100 model.preset=tiny")
     t.set_defaults(func=cmd_train)
+
+    d = _add(sub, "distill", "distil a student from a frozen teacher: L_SE + λ·L_KD with a method from 'sekd methods'",
+             "  sekd distill configs/cpu-distill.yaml distill.teacher=runs/cpu-teacher/checkpoints/best.ckpt\n"
+             "  sekd distill configs/cpu-distill.yaml distill.method=pkt distill.weight=0.5")
+    d.add_argument("config", help="YAML config (train's sections plus distill: teacher, method, weight, options)")
+    d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. distill.method=at distill.options.mode=paper")
+    d.set_defaults(func=cmd_distill)
+
+    m = _add(sub, "methods", "list the distillation methods", "  sekd methods")
+    m.set_defaults(func=cmd_methods)
 
     e = _add(sub, "evaluate", "score models and the unprocessed input: PESQ, STOI, ESTOI, SI-SDR, DNSMOS",
              "  sekd evaluate --ckpt runs/teacher/checkpoints/best.ckpt --data data/builtin\n"

@@ -108,11 +108,14 @@ def _check_value(where: str, value, annotation):
             return float(value)
         if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    names = " or ".join("null" if k is type(None) else k.__name__ for k in options)
+        if kind is dict and isinstance(value, dict):
+            return value
+    names = " or ".join("null" if k is type(None) else "mapping" if k is dict else k.__name__ for k in options)
     raise SekdError(f"{where}: expected {names}, got {value!r}")
 
 
-def _build_section(name: str, cls, values, source: str):
+def build_section(name: str, cls, values, source: str):
+    """``cls(**values)`` with every key and value type checked; errors name the section and key."""
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -130,7 +133,7 @@ def config_from_dict(d: dict, source: str = "config", extra_sections: tuple[str,
     if unknown:
         raise SekdError(f"{source}: unknown section(s) {', '.join(unknown)}; "
                         f"valid: {', '.join([*SECTIONS, *extra_sections])}")
-    cfg = Config(**{name: _build_section(name, f.default_factory().__class__, d.get(name), source)
+    cfg = Config(**{name: build_section(name, f.default_factory().__class__, d.get(name), source)
                     for name, f in SECTIONS.items()})
     cfg.extra = {k: d[k] for k in extra_sections if k in d}
     return cfg
