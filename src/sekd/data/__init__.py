@@ -1,0 +1,1 @@
+"""Data: the built-in corpus builder and the datasets that read corpora and paired folders."""

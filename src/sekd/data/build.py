@@ -1,0 +1,337 @@
+"""The built-in corpus (``sekd data build``): noisy/clean pairs made from Debian packages.
+
+Everything is derived at build time from packages of a registry (speech: sources.py,
+noise: noise.py), so the corpus needs no download and is not redistributable (see
+``OUT/ATTRIBUTION.md``). Speakers of valid and test never occur in train, and the recorded
+noise files of train are not used in valid or test.
+
+One mixture, with random numbers drawn from (seed, split, index) only, so the output is
+bit-identical for any number of workers:
+
+- speech: 3-6 s (2-3 s with ``small``) of one speaker of the split: utterances with short
+  pauses after a lead-in of up to 0.5 s. The speaker is a recorded (studio or acted) one
+  in 70% of the mixtures and a synthetic one in 30%.
+- room (40% of the mixtures): the speech convolved with one of a pool of RIRs simulated
+  per split (pyroomacoustics shoebox, Sabine RT60 0.2-0.8 s, source 0.5-3 m from the
+  microphone). The noisy input holds the full reverberant speech; the clean target is the
+  speech convolved with the direct path and the first 50 ms of the RIR, aligned with the
+  direct path and at the dry speech's level. The task is denoising plus suppression of
+  the late reverberation. The manifest's ``room`` gives the RT60 measured on the RIR.
+- noise: one type of ``noise.NOISE_TYPES`` at an SNR uniform in [-5, 20] dB, where the SNR
+  is the power of the speech as it is in the noisy input (reverberant or not) over the
+  noise power, both over the whole clip.
+- level: noisy and clean get the same gain, to a noisy RMS uniform in [-35, -15] dBFS,
+  lowered for both when a peak of either would exceed 0.99.
+
+Output: ``OUT/<split>/{noisy,clean}/<id>.wav`` (16 kHz mono PCM-16), ``OUT/manifest.csv``,
+``OUT/corpus.json`` (seed, settings, sizes) and ``OUT/ATTRIBUTION.md``. The manifest is
+written last and atomically, so a folder with a manifest holds a complete corpus. Building
+again into a folder that holds a complete corpus of the same seed and settings does
+nothing; otherwise what an earlier build left there is removed and the corpus rebuilt.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyroomacoustics as pra
+from scipy.signal import fftconvolve
+from tqdm import tqdm
+
+from ..audio import SAMPLE_RATE, atomic_write_text, write_audio
+from ..errors import SekdError
+from .debian import attribution_markdown, ensure_packages, package_version
+from .noise import NOISE_TYPES, fill, load_noise, make_noise, noise_files, rms
+from .noise import PACKAGES as NOISE_PACKAGES
+from .sources import PACKAGES as SPEECH_PACKAGES
+from .sources import SPLITS, load_utterance, select_utterances
+
+PACKAGES = (*SPEECH_PACKAGES, *NOISE_PACKAGES)
+MANIFEST_COLUMNS = ("split", "id", "noisy", "clean", "speaker", "source", "language", "noise_type",
+                    "snr_db", "room", "duration_s")
+OWN_NAMES = {*SPLITS, "manifest.csv", "corpus.json", "ATTRIBUTION.md"}
+RECIPE_VERSION = 1  # raise when the recipe changes, so that older corpora are rebuilt
+
+SNR_DB = (-5.0, 20.0)
+LEVEL_DBFS = (-35.0, -15.0)
+PEAK = 0.99
+REVERB_SHARE = 0.4
+SYNTHETIC_SHARE = 0.3
+EARLY_S = 0.05
+RT60_S = (0.2, 0.8)
+ROOM_DIMS_M = ((3.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # low and high corners of length, width, height
+SOURCE_DISTANCE_M = (0.5, 3.0)
+WALL_MARGIN_M = 0.5
+PAUSE_S = (0.1, 0.5)
+LEAD_S = (0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class CorpusSize:
+    mixtures: dict[str, int]
+    duration_s: tuple[float, float]
+    utterances_per_voice: int  # recorded, per (speaker, language)
+    sentences_per_voice: int   # synthetic, per (speaker, language)
+    rooms: dict[str, int]
+
+
+DEFAULT_SIZE = CorpusSize(mixtures={"train": 900, "valid": 150, "test": 150}, duration_s=(3.0, 6.0),
+                          utterances_per_voice=250, sentences_per_voice=30,
+                          rooms={"train": 32, "valid": 8, "test": 8})
+SMALL_SIZE = CorpusSize(mixtures={"train": 40, "valid": 8, "test": 8}, duration_s=(2.0, 3.0),
+                        utterances_per_voice=5, sentences_per_voice=2,
+                        rooms={"train": 3, "valid": 2, "test": 2})
+
+
+def _rng(seed: int, *keys: str | int) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and ``keys`` (strings are hashed with CRC-32)."""
+    codes = [zlib.crc32(k.encode()) if isinstance(k, str) else k for k in keys]
+    return np.random.default_rng([seed, *codes])
+
+
+@dataclass(frozen=True)
+class Room:
+    rir: np.ndarray
+    direct: int  # sample index of the direct path
+    description: str
+
+
+def _simulate_room(task: tuple[int, str, int]) -> Room:
+    seed, split, k = task
+    rng = _rng(seed, split, "room", k)
+    dims = rng.uniform(*ROOM_DIMS_M)
+    mic = np.append(rng.uniform(WALL_MARGIN_M, dims[:2] - WALL_MARGIN_M), rng.uniform(1.0, 1.6))
+    while True:
+        distance, angle = rng.uniform(*SOURCE_DISTANCE_M), rng.uniform(0, 2 * np.pi)
+        source = np.array([mic[0] + distance * np.cos(angle), mic[1] + distance * np.sin(angle),
+                           rng.uniform(1.2, 1.9)])
+        if np.all(source >= WALL_MARGIN_M) and np.all(source <= dims - WALL_MARGIN_M):
+            break
+    absorption, max_order = pra.inverse_sabine(rng.uniform(*RT60_S), dims)
+    room = pra.ShoeBox(dims, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
+    room.add_source(source)
+    room.add_microphone(mic)
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], dtype=np.float64)
+    rt60 = pra.experimental.measure_rt60(rir, fs=SAMPLE_RATE, decay_db=30)
+    description = (f"rt60={rt60:.2f};dims={dims[0]:.1f}x{dims[1]:.1f}x{dims[2]:.1f};"
+                   f"dist={np.linalg.norm(source - mic):.1f}")
+    return Room(rir, int(np.argmax(np.abs(rir))), description)
+
+
+def _reverberate(speech: np.ndarray, room: Room) -> tuple[np.ndarray, np.ndarray]:
+    """(full reverberant speech, direct path + early reflections), aligned with ``speech``."""
+    span = slice(room.direct, room.direct + len(speech))
+    wet = fftconvolve(speech, room.rir)[span]
+    early = fftconvolve(speech, room.rir[: room.direct + int(EARLY_S * SAMPLE_RATE)])[span]
+    gain = rms(speech) / rms(early)
+    return wet * gain, early * gain
+
+
+@dataclass(frozen=True)
+class Voice:
+    speaker: str
+    source: str
+    language: str
+    clips: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SplitState:
+    """What the mixing workers of one split share."""
+
+    name: str
+    seed: int
+    size: CorpusSize
+    out: Path
+    voices: list[Voice]
+    weights: np.ndarray  # probability of each voice
+    rooms: list[Room]
+    noise: dict[str, list[np.ndarray]]
+
+    def talkers(self, speaker: str) -> list[list[np.ndarray]]:
+        """The clips of every other speaker of the split, one list per speaker (for babble)."""
+        clips: dict[str, list[np.ndarray]] = {}
+        for voice in self.voices:
+            if voice.speaker != speaker:
+                clips.setdefault(voice.speaker, []).extend(voice.clips)
+        return list(clips.values())
+
+
+_STATE: SplitState | None = None
+
+
+def _set_state(state: SplitState | None) -> None:
+    global _STATE
+    _STATE = state
+
+
+def _mix(index: int) -> dict[str, str]:
+    """Make and write mixture ``index`` of the current split; returns its manifest row."""
+    s = _STATE
+    rng = _rng(s.seed, s.name, "mixture", index)
+    n = int(rng.uniform(*s.size.duration_s) * SAMPLE_RATE)
+    voice = s.voices[rng.choice(len(s.voices), p=s.weights)]
+    speech = fill(voice.clips, n, rng, gap_s=PAUSE_S, lead_s=LEAD_S)
+    room = s.rooms[rng.integers(len(s.rooms))] if rng.random() < REVERB_SHARE else None
+    reverberant, clean = _reverberate(speech, room) if room else (speech, speech)
+    noise_type = str(rng.choice(list(NOISE_TYPES), p=list(NOISE_TYPES.values())))
+    noise = make_noise(noise_type, n, rng, s.noise, s.talkers(voice.speaker))
+    snr_db = rng.uniform(*SNR_DB)
+    noisy = reverberant + noise * (rms(reverberant) / rms(noise) / 10 ** (snr_db / 20))
+    gain = 10 ** (rng.uniform(*LEVEL_DBFS) / 20) / rms(noisy)
+    gain = min(gain, PEAK / max(np.abs(noisy).max(), np.abs(clean).max()))
+    mixture_id = f"{s.name}-{index:05d}"
+    paths = {kind: f"{s.name}/{kind}/{mixture_id}.wav" for kind in ("noisy", "clean")}
+    write_audio(s.out / paths["noisy"], noisy * gain)
+    write_audio(s.out / paths["clean"], clean * gain)
+    return {"split": s.name, "id": mixture_id, **paths, "speaker": voice.speaker, "source": voice.source,
+            "language": voice.language, "noise_type": noise_type, "snr_db": f"{snr_db:.2f}",
+            "room": room.description if room else "none", "duration_s": f"{n / SAMPLE_RATE:.3f}"}
+
+
+def _map(fn: Callable, items: Sequence, workers: int, desc: str, progress: bool,
+         state: SplitState | None = None) -> list:
+    """``[fn(x) for x in items]`` in order, over ``workers`` processes that see ``state``."""
+    bar = {"total": len(items), "desc": desc, "disable": not progress}
+    if workers == 1:
+        _set_state(state)
+        try:
+            return list(tqdm(map(fn, items), **bar))
+        finally:
+            _set_state(None)
+    with multiprocessing.Pool(workers, initializer=_set_state, initargs=(state,)) as pool:
+        return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
+
+
+def _voice_weights(voices: list[Voice]) -> np.ndarray:
+    """Recorded speakers share 70% and synthetic ones 30%, equally; a speaker's voices split its share."""
+    synthetic = {v.speaker for v in voices if v.source == "synthetic"}
+    recorded = {v.speaker for v in voices} - synthetic
+    per_speaker = ({s: SYNTHETIC_SHARE / len(synthetic) for s in synthetic}
+                   | {s: (1 - SYNTHETIC_SHARE) / len(recorded) for s in recorded})
+    voice_count = Counter(v.speaker for v in voices)
+    weights = np.array([per_speaker[v.speaker] / voice_count[v.speaker] for v in voices])
+    return weights / weights.sum()
+
+
+def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: int, progress: bool) -> SplitState:
+    utterances = select_utterances(split, _rng(seed, split, "speech"), size.utterances_per_voice,
+                                   size.sentences_per_voice)
+    clips = _map(load_utterance, utterances, workers, f"{split}: speech", progress)
+    voices: dict[tuple[str, str], Voice] = {}
+    for utt, clip in zip(utterances, clips, strict=True):
+        if clip is not None:
+            voice = voices.setdefault((utt.speaker, utt.language), Voice(utt.speaker, utt.source, utt.language))
+            voice.clips.append(clip)
+    rooms = _map(_simulate_room, [(seed, split, k) for k in range(size.rooms[split])], workers,
+                 f"{split}: rooms", progress)
+    noise = {kind: [a for a in map(load_noise, paths) if a is not None] for kind, paths in noise_files(split).items()}
+    speakers = {v.speaker for v in voices.values()}
+    empty = [kind for kind, files in noise.items() if not files]
+    if len(speakers) < 2 or empty:
+        raise SekdError(f"split {split}: too little source audio ({len(speakers)} speakers, no noise files "
+                        f"of kind: {', '.join(empty) or '-'}); are the Debian packages complete?")
+    voice_list = list(voices.values())
+    return SplitState(split, seed, size, out, voice_list, _voice_weights(voice_list), rooms, noise)
+
+
+def _settings(seed: int, small: bool) -> dict:
+    """Everything the output depends on, as JSON values (compared on a rebuild)."""
+    return json.loads(json.dumps({
+        "recipe": RECIPE_VERSION, "seed": seed, "small": small, "sample_rate": SAMPLE_RATE,
+        "size": asdict(SMALL_SIZE if small else DEFAULT_SIZE), "snr_db": SNR_DB, "level_dbfs": LEVEL_DBFS,
+        "peak": PEAK, "reverb_share": REVERB_SHARE, "early_reflections_s": EARLY_S, "rt60_s": RT60_S,
+        "synthetic_share": SYNTHETIC_SHARE, "noise_types": NOISE_TYPES,
+    }))
+
+
+def _is_complete(out: Path, settings: dict) -> bool:
+    try:
+        info = json.loads((out / "corpus.json").read_text())
+        with open(out / "manifest.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError):
+        return False
+    return (bool(rows) and all(info.get(key) == value for key, value in settings.items())
+            and all((out / row[kind]).is_file() for row in rows for kind in ("noisy", "clean")))
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier build left in ``out``; refuse a folder holding anything else."""
+    if out.exists() and not out.is_dir():
+        raise SekdError(f"{out}: exists and is not a folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_NAMES and not p.name.startswith(".")) \
+        if out.is_dir() else []
+    if foreign:
+        raise SekdError(f"{out}: holds {', '.join(foreign[:5])}, which no corpus build wrote; "
+                        "build into an empty or new folder")
+    (out / "manifest.csv").unlink(missing_ok=True)  # first: without it the folder never counts as complete
+    for name in OWN_NAMES - {"manifest.csv"}:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _manifest_text(rows: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False, workers: int | None = None,
+                 progress: bool = True) -> Path:
+    """Build the built-in corpus into ``out_dir`` and return the path of its manifest.
+
+    ``small`` makes a tiny corpus for tests (40/8/8 mixtures of 2-3 s); the default one has
+    about 1.1 h of train and 11 min each of valid and test mixtures (900/150/150 of 3-6 s).
+    ``workers`` processes (default: all CPUs) do not change the output. Installs missing
+    Debian packages first (see debian.py). See the module docstring for the recipe.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise SekdError(f"seed must be a non-negative integer (got {seed!r})")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise SekdError(f"workers must be at least 1 (got {workers})")
+    out = Path(out_dir)
+    manifest = out / "manifest.csv"
+    settings = _settings(seed, small)
+    if _is_complete(out, settings):
+        return manifest
+    _clear(out)
+    ensure_packages(PACKAGES)
+    size = SMALL_SIZE if small else DEFAULT_SIZE
+    rows: list[dict[str, str]] = []
+    splits: dict[str, dict] = {}
+    for split in SPLITS:
+        state = _prepare_split(split, seed, size, out, workers, progress)
+        split_rows = _map(_mix, range(size.mixtures[split]), workers, f"{split}: mixtures", progress, state)
+        rows += split_rows
+        splits[split] = {
+            "mixtures": len(split_rows),
+            "hours": round(sum(float(r["duration_s"]) for r in split_rows) / 3600, 4),
+            "speakers": sorted({v.speaker for v in state.voices}),
+            "utterances": sum(len(v.clips) for v in state.voices),
+            "rooms": len(state.rooms),
+            "noise_files": {kind: len(files) for kind, files in state.noise.items()},
+        }
+    atomic_write_text(out / "ATTRIBUTION.md", attribution_markdown(PACKAGES))
+    info = {**settings, "splits": splits, "packages": {p: package_version(p) for p in PACKAGES}}
+    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(manifest, _manifest_text(rows))
+    return manifest
