@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from .errors import SekdError
 
@@ -58,12 +57,14 @@ def cmd_methods(args) -> int:
 
 
 def _named_checkpoints(items: list[str]) -> dict[str, str]:
+    """``NAME=PATH`` items, or bare paths named by :func:`sekd.evaluate.checkpoint_name`."""
+    from .evaluate import NOISY, checkpoint_name
     named = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep:
-            name, path = Path(item).parent.parent.name if Path(item).parent.name == "checkpoints" else Path(item).stem, item
-        if name in named or name == "noisy":
+            name, path = checkpoint_name(item), item
+        if name in named or name == NOISY:
             raise SekdError(f"--ckpt {item}: the name {name!r} is taken; write NAME=PATH")
         named[name] = path
     return named

@@ -17,16 +17,7 @@ from torch import nn
 
 from . import signal as sig
 from .config import LossConfig
-
-
-def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant SDR in dB of ``[B, N]`` waveforms (zero-mean), ``[B]``."""
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    reference = reference - reference.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * reference
-    noise = estimate - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+from .metrics import si_sdr_torch
 
 
 class SELoss(nn.Module):
@@ -41,7 +32,7 @@ class SELoss(nn.Module):
         terms = {
             "magnitude": (est.abs() - ref.abs()).pow(2).mean(),
             "complex": (est - ref).abs().pow(2).mean(),
-            "si_sdr": -si_sdr(estimate, clean).mean(),
+            "si_sdr": -si_sdr_torch(estimate, clean).mean(),
         }
         loss = (self.cfg.magnitude * terms["magnitude"] + self.cfg.complex * terms["complex"]
                 + self.cfg.si_sdr * terms["si_sdr"])

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import torch
 
 from ..checkpoint import enhancer_payload
 from ..config import Config, config_from_dict
-from ..losses import SELoss, si_sdr
-from ..metrics import compute_metrics
+from ..losses import SELoss
+from ..metrics import compute_metrics, si_sdr_torch
 from ..models import SpeechEnhancer, build_enhancer
 
 
@@ -53,7 +52,7 @@ class EnhancementModule(L.LightningModule):
         noisy, clean = batch                      # whole file, batch size 1
         estimate = self.model(noisy)
         scores = compute_metrics(estimate[0].float().cpu().numpy(), clean[0].float().cpu().numpy(), dnsmos=False)
-        self.log("val/si_sdr", si_sdr(estimate, clean).mean(), batch_size=1, sync_dist=True)
+        self.log("val/si_sdr", si_sdr_torch(estimate, clean).mean(), batch_size=1, sync_dist=True)
         for key in ("pesq_wb", "stoi"):
             if not math.isnan(scores[key]):
                 self.log(f"val/{key}", float(scores[key]), batch_size=1, sync_dist=True,
@@ -69,7 +68,7 @@ class EnhancementModule(L.LightningModule):
                 return (step + 1) / t.warmup_steps
             progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
             floor = t.lr_min / t.lr
-            return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,209 @@
+"""Scoring the unprocessed input and trained models against the clean references.
+
+Enhancement runs in this process with torch; the metrics (PESQ, STOI, DNSMOS: CPU-bound
+C, numpy and onnxruntime code) run in a pool of single-threaded worker processes. The
+workers are spawned, not forked, so they neither inherit torch's thread pool nor load
+torch at all (:mod:`sekd.metrics` does not import it). Before each file it enhances, the
+main process gives torch the cores that scoring tasks do not occupy at that moment, so
+the two never oversubscribe the machine by more than one thread, and torch gets every
+core when the pool is idle. At most two tasks per worker wait in the queue, which bounds
+the memory held by enhanced signals.
+
+Outputs: per-file scores (CSV, one row per file and system), a summary of means per
+system (NaN scores, where a metric is undefined for a file, are counted and left out of
+the means), JSON of that summary, and a markdown table of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import atomic_write_text, read_audio
+from .checkpoint import load_enhancer
+from .data.datasets import Pair, list_pairs
+from .enhance import enhance_array
+from .errors import SekdError
+from .metrics import METRICS, score_file
+from .models import SpeechEnhancer
+
+NOISY = "noisy"  # the system name of the unprocessed input
+LABELS = {
+    "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
+    "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
+}
+
+
+def checkpoint_name(path: str | os.PathLike) -> str:
+    """A system name for a checkpoint: its run folder for ``<run>/checkpoints/<file>``, else the file's stem."""
+    path = Path(path)
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+
+
+def score_pairs(pairs: list[Pair], models: dict[str, SpeechEnhancer], workers: int | None = None,
+                dnsmos: bool = True, progress: bool = True) -> list[dict]:
+    """Per-file scores of the noisy input and of every model on every pair.
+
+    Returns one row ``{id, system, <metric>: value}`` per pair and system, the noisy
+    input's rows first, then each model's in the order of ``models``; pairs in the order
+    given. The noisy input scored is the first channel of the noisy file; models get all
+    its channels.
+    """
+    if NOISY in models:
+        raise SekdError(f"the system name {NOISY!r} is reserved for the unprocessed input; name the model otherwise")
+    cpus = os.cpu_count() or 1
+    workers = workers or cpus
+    systems = [NOISY, *models]
+    scores: dict[tuple[int, int], dict[str, float]] = {}
+    pending: dict[Future, tuple[int, int]] = {}
+    torch_threads = torch.get_num_threads()
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    bar = tqdm(total=len(pairs) * len(systems), desc="evaluate", unit="score", disable=not progress)
+
+    def collect(block: bool) -> None:
+        done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            scores[pending.pop(future)] = future.result()
+            bar.update(1)
+
+    try:
+        for p, pair in enumerate(pairs):
+            pending[pool.submit(score_file, str(pair.clean), str(pair.noisy), dnsmos)] = (0, p)
+            if not models:
+                continue
+            noisy = read_audio(pair.noisy)[0]
+            for s, (name, model) in enumerate(models.items(), start=1):
+                if noisy.shape[0] != model.in_channels:
+                    raise SekdError(f"{pair.noisy}: has {noisy.shape[0]} channel(s) but model {name!r} takes "
+                                    f"{model.in_channels}")
+                while len(pending) >= 2 * workers:
+                    collect(block=True)
+                collect(block=False)
+                torch.set_num_threads(max(1, cpus - min(len(pending), workers)))
+                estimate = enhance_array(model, noisy)
+                pending[pool.submit(score_file, str(pair.clean), estimate, dnsmos)] = (s, p)
+        while pending:
+            collect(block=True)
+    finally:
+        torch.set_num_threads(torch_threads)
+        bar.close()
+        pool.shutdown(cancel_futures=True)
+    return [{"id": pair.id, "system": system, **scores[s, p]}
+            for s, system in enumerate(systems) for p, pair in enumerate(pairs)]
+
+
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    """``{system: {files, <metric>: mean, nan_<metric>: count}}`` from :func:`score_pairs` rows.
+
+    Means leave out NaN scores (NaN when every file's score is NaN); ``nan_<metric>``
+    says how many were left out.
+    """
+    summary: dict[str, dict] = {}
+    for system in dict.fromkeys(row["system"] for row in rows):
+        own = [row for row in rows if row["system"] == system]
+        values = {m: np.array([row[m] for row in own], dtype=np.float64) for m in METRICS if m in own[0]}
+        summary[system] = {
+            "files": len(own),
+            **{m: _mean_of_defined(v) for m, v in values.items()},
+            **{f"nan_{m}": int(np.isnan(v).sum()) for m, v in values.items()},
+        }
+    return summary
+
+
+def _mean_of_defined(values: np.ndarray) -> float:
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else math.nan
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    """Markdown table of a summary: one row per system (noisy first), one column per metric.
+
+    A note under the table says how many files each undefined (NaN) mean left out.
+    """
+    metrics = [m for m in METRICS if any(m in entry for entry in summary.values())]
+    systems = sorted(summary, key=lambda name: name != NOISY)  # stable: models keep their order
+    lines = ["| system | files | " + " | ".join(LABELS[m] for m in metrics) + " |",
+             "|---|---:|" + "---:|" * len(metrics)]
+    for system in systems:
+        entry = summary[system]
+        cells = [_format_value(m, entry.get(m, math.nan)) for m in metrics]
+        lines.append(f"| {system} | {entry['files']} | " + " | ".join(cells) + " |")
+    left_out = [f"{system} {LABELS[m]} {summary[system][f'nan_{m}']}" for system in systems for m in metrics
+                if summary[system].get(f"nan_{m}", 0)]
+    if left_out:
+        lines += ["", "Files left out of a mean because the metric is undefined for them (no speech found, "
+                      "too short): " + ", ".join(left_out) + "."]
+    return "\n".join(lines)
+
+
+def _format_value(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.2f}" if metric == "si_sdr" else f"{value:.3f}"
+
+
+def format_csv(rows: list[dict]) -> str:
+    """Per-file scores as CSV: ``id,system,<metric>,...`` (NaN written as ``nan``)."""
+    metrics = [m for m in METRICS if rows and m in rows[0]]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "system", *metrics])
+    for row in rows:
+        writer.writerow([row["id"], row["system"], *(f"{row[m]:.6g}" for m in metrics)])
+    return out.getvalue()
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_out: str | None = None,
+                  csv_out: str | None = None, workers: int | None = None, limit: int | None = None,
+                  dnsmos: bool = True, progress: bool = True) -> dict[str, dict]:
+    """Score the noisy input once and every checkpoint of ``ckpts`` (``{name: path}``) on ``data``.
+
+    ``data`` is anything :func:`sekd.data.datasets.list_pairs` takes; ``split`` picks the
+    manifest split; ``limit`` scores only the first files. Writes per-file scores to
+    ``csv_out`` and ``{data, split, checkpoints, dnsmos, summary}`` to ``json_out`` (NaN
+    as null), both atomically, when given. ``workers`` metric processes (default: all
+    cores). Returns the :func:`summarise` summary, ``noisy`` first.
+    """
+    if workers is not None and workers < 1:
+        raise SekdError(f"workers must be at least 1, got {workers}")
+    if limit is not None and limit < 1:
+        raise SekdError(f"limit must be at least 1, got {limit}")
+    pairs = list_pairs(data, split)[:limit]
+    models = {name: load_enhancer(path) for name, path in ckpts.items()}  # every checkpoint checked before scoring
+    rows = score_pairs(pairs, models, workers=workers, dnsmos=dnsmos, progress=progress)
+    summary = summarise(rows)
+    if csv_out:
+        atomic_write_text(csv_out, format_csv(rows))
+    if json_out:
+        report = {"data": str(data), "split": split, "checkpoints": dict(ckpts), "dnsmos": dnsmos,
+                  "summary": _json_safe(summary)}
+        atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
+    return summary
+
+
+def evaluate(ckpt: str | None, data: str, split: str = "test", json_out: str | None = None,
+             csv_out: str | None = None, workers: int | None = None, limit: int | None = None,
+             dnsmos: bool = True, progress: bool = True) -> dict[str, dict]:
+    """Score the noisy input and, when ``ckpt`` is given, that model (named by :func:`checkpoint_name`).
+
+    The arguments and the result are those of :func:`evaluate_many`.
+    """
+    ckpts = {checkpoint_name(ckpt): ckpt} if ckpt else {}
+    return evaluate_many(ckpts, data, split=split, json_out=json_out, csv_out=csv_out, workers=workers,
+                         limit=limit, dnsmos=dnsmos, progress=progress)

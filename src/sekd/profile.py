@@ -1,0 +1,141 @@
+"""Model cost: parameters, MACs per second of audio, and real-time factor on this CPU.
+
+MACs are counted with ptflops (pytorch backend, its default settings), the counter
+method.md's size table was made with, on the DPDCRN network for the input features of
+one second of 16 kHz audio: 1 + 16000 // hop frames (63 at hop 256). The time-path
+attention is quadratic in frames, so longer inputs cost a little more per second; one
+second is the convention the published numbers follow. The STFT, the mask and the
+inverse STFT are not counted (a few MFLOPs per second).
+
+What ptflops counts for the layers of this model (checked in tests/test_profile.py):
+Conv2d and ConvTranspose2d kernel MACs plus one per output element for the bias; GRU
+gate matrix products plus 13·hidden element-wise operations per step, twice when
+bidirectional; MultiheadAttention projections, both attention products, softmax and
+scaling. Norms count one operation per element (two with an affine InstanceNorm or
+GroupNorm), PReLU and ReLU one per element (PReLU twice, since both its module and the
+functional call are hooked; 0.06 % of the teacher). The causal variant's FrameNorm, the
+residual sums and the concatenations are not counted: all element-wise, negligible.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from ptflops import get_model_complexity_info
+from torch import nn
+
+from . import signal as sig
+from .audio import SAMPLE_RATE
+from .errors import SekdError
+from .models import SpeechEnhancer
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (ptflops switches it on and never back)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def count_macs(module: nn.Module, inputs: torch.Tensor) -> int:
+    """MACs of ``module(inputs)`` counted by ptflops, per item of the batch (the first axis)."""
+    with _eval_mode(module), torch.no_grad():
+        macs, _ = get_model_complexity_info(module, tuple(inputs.shape[1:]), input_constructor=lambda _: inputs,
+                                            as_strings=False, print_per_layer_stat=False, verbose=False,
+                                            ost=sys.stderr)
+    if macs is None:
+        raise RuntimeError(f"ptflops could not count the MACs of {type(module).__name__} (see its message above)")
+    return int(macs)
+
+
+def macs_per_second(model: SpeechEnhancer) -> int:
+    """MACs of the DPDCRN network for one second of audio at the model's STFT settings."""
+    wave = torch.randn(1, model.in_channels, SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
+    feats = sig.features(sig.stft(wave, model.signal), model.signal)
+    return count_macs(model.network, feats)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def real_time_factor(model: SpeechEnhancer, seconds: float = 10.0, threads: int | None = None,
+                     runs: int = 3) -> float:
+    """Processing time / audio duration of the whole enhancer (STFT to waveform) on this CPU.
+
+    One warm-up pass, then the median of ``runs`` timed passes on ``seconds`` of noise.
+    """
+    if seconds <= 0 or runs < 1:
+        raise SekdError(f"the real-time factor needs seconds > 0 and runs >= 1, got {seconds} and {runs}")
+    noisy = torch.randn(1, model.in_channels, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
+    with _torch_threads(threads), _eval_mode(model), torch.inference_mode():
+        model(noisy)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(noisy)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / seconds
+
+
+def profile_model(model: SpeechEnhancer, seconds: float = 10.0, rtf_threads: int | None = None,
+                  runs: int = 3) -> dict:
+    """Cost of a SpeechEnhancer, as ``sekd profile`` prints it.
+
+    Keys: ``params`` (all parameters), ``macs_per_second`` (see the module docstring),
+    ``rtf`` (:func:`real_time_factor` with ``seconds`` of audio and ``rtf_threads`` torch
+    threads, default: torch's current setting), and the description ``width``, ``layers``,
+    ``heads``, ``in_channels``, ``causal``, ``lookback``, ``n_fft``, ``hop``,
+    ``frames_per_second``, ``threads``, ``seconds``, ``runs``.
+    """
+    args = model.network.get_model_args()
+    threads = rtf_threads or torch.get_num_threads()
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs_per_second": macs_per_second(model),
+        "rtf": real_time_factor(model, seconds, threads, runs),
+        "width": args["channels"],
+        "layers": args["layers"],
+        "heads": args["heads"],
+        "in_channels": args["in_channels"],
+        "causal": args["causal"],
+        "lookback": args["lookback"],
+        "n_fft": model.signal.n_fft,
+        "hop": model.signal.hop,
+        "frames_per_second": SAMPLE_RATE / model.signal.hop,
+        "threads": threads,
+        "seconds": seconds,
+        "runs": runs,
+    }
+
+
+def format_profile(d: dict) -> str:
+    """Human-readable lines for a :func:`profile_model` result."""
+    kind = "causal" if d["causal"] else "offline"
+    if d["causal"] and d["lookback"] is not None:
+        kind += f", look-back {d['lookback']} frames"
+    return "\n".join([
+        f"model             DPDCRN width {d['width']}, {d['layers']} dual-path layer(s), {d['heads']} heads, "
+        f"{d['in_channels']} input channel(s), {kind}",
+        f"signal            n_fft {d['n_fft']}, hop {d['hop']} ({d['frames_per_second']:g} frames/s)",
+        f"parameters        {d['params']:,}",
+        f"MACs per second   {d['macs_per_second'] / 1e9:.3f} G (ptflops, network only, 1 s of audio)",
+        f"real-time factor  {d['rtf']:.4f} ({d['seconds']:g} s of audio, {d['threads']} torch thread(s), "
+        f"median of {d['runs']} runs)",
+    ])
