@@ -1,0 +1,1 @@
+"""One module per distillation method; the module name is the registry key."""
