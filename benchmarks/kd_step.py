@@ -44,6 +44,8 @@ def worker(args: argparse.Namespace) -> dict:
     from sekd.distill import TapInfo, build_method
     from sekd.models import build_enhancer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     teacher = build_enhancer(args.teacher).eval().requires_grad_(False)
     student = build_enhancer(args.student)
@@ -86,7 +88,8 @@ def worker(args: argparse.Namespace) -> dict:
 def measure(args: argparse.Namespace, method: str, seconds: float, options: dict) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--method", method, "--seconds", str(seconds),
            "--teacher", args.teacher, "--student", args.student, "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--options", json.dumps(options)]
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--options", json.dumps(options)]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--methods", nargs="*", help="only these methods (default: all)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per worker (default: torch's choice); 1 is steadier on a busy machine")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     names = args.methods or [name for name, _ in list_methods()]
     names = ["none", *[n for n in names if n != "none"]]
     print(f"# KD step cost: {args.teacher} -> {args.student}, batch {args.batch}, {crop:g} s crops, "
-          f"{args.warmup} warm-up + {args.steps} timed steps, CPU\n")
+          f"{args.warmup} warm-up + {args.steps} timed steps, CPU, {args.threads or 'default'} thread(s)\n")
 
     results = {name: measure(args, name, crop, {}) for name in [SE_ONLY, *names]}
     # On a shared machine the load changes during the run: the no-KD step is timed again at
