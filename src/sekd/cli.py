@@ -31,18 +31,14 @@ def cmd_data_build(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def cmd_fit(args) -> int:
+    """``sekd train`` and ``sekd distill``: the same run, with or without a teacher."""
     from .config import load_config
-    from .engine.train import train
-    best = train(load_config(args.config, args.overrides))
-    print(f"best checkpoint: {best}")
-    return 0
-
-
-def cmd_distill(args) -> int:
-    from .config import load_config
-    from .engine.distill import distill
-    best = distill(load_config(args.config, args.overrides))
+    if args.command == "distill":
+        from .engine.distill import distill as fit
+    else:
+        from .engine.train import train as fit
+    best = fit(load_config(args.config, args.overrides))
     print(f"best checkpoint: {best}")
     return 0
 
@@ -124,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
              "  sekd train configs/teacher.yaml train.devices=4 train.strategy=ddp data.train=/data/dns")
     t.add_argument("config", help="YAML config (sections data, model, signal, loss, train)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100 model.preset=tiny")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_fit)
 
     d = _add(sub, "distill", "distil a student from a frozen teacher: L_SE + λ·L_KD with a method from 'sekd methods'",
              "  sekd distill configs/cpu-distill.yaml distill.teacher=runs/cpu-teacher/checkpoints/best.ckpt\n"
              "  sekd distill configs/cpu-distill.yaml distill.method=pkt distill.weight=0.5")
     d.add_argument("config", help="YAML config (train's sections plus distill: teacher, method, weight, options)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. distill.method=at distill.options.mode=paper")
-    d.set_defaults(func=cmd_distill)
+    d.set_defaults(func=cmd_fit)
 
     m = _add(sub, "methods", "list the distillation methods", "  sekd methods")
     m.set_defaults(func=cmd_methods)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from ..audio import SAMPLE_RATE
@@ -94,5 +93,4 @@ class DistillationModule(EnhancementModule):
 
 def distill(config: Config) -> Path:
     """Distil a student from ``config.distill.teacher``; returns the best checkpoint's path."""
-    L.seed_everything(config.train.seed, workers=True, verbose=False)
-    return run_training(DistillationModule(config.to_dict()), config)
+    return run_training(DistillationModule, config)

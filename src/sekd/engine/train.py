@@ -42,9 +42,11 @@ def make_loaders(cfg: Config) -> tuple[DataLoader, DataLoader]:
     return train, valid
 
 
-def run_training(module: EnhancementModule, cfg: Config) -> Path:
-    """Fit ``module`` as ``cfg.train`` says; returns the best checkpoint's path."""
+def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
+    """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint."""
     t = cfg.train
+    L.seed_everything(t.seed, workers=True, verbose=False)  # before the module: it fixes the initial weights
+    module = module_class(cfg.to_dict())
     if t.threads:
         torch.set_num_threads(t.threads)
     out = Path(t.out_dir)
@@ -72,5 +74,4 @@ def run_training(module: EnhancementModule, cfg: Config) -> Path:
 
 def train(config: Config) -> Path:
     """Train a model from scratch (or resume); returns the best checkpoint's path."""
-    L.seed_everything(config.train.seed, workers=True, verbose=False)
-    return run_training(EnhancementModule(config.to_dict()), config)
+    return run_training(EnhancementModule, config)
