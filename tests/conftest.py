@@ -33,6 +33,24 @@ def write_pair_folder(root, n: int = 3, seconds: float = 1.0, channels: int = 1,
     return root
 
 
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """The built-in corpus, --small, built once per session."""
+    from sekd.data.build import build_corpus
+    out = tmp_path_factory.mktemp("small-corpus")
+    build_corpus(out, small=True, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_l3das23_corpus(tmp_path_factory):
+    """The built-in 8-channel corpus in the L3DAS23 layout, --small, built once per session."""
+    from sekd.data.l3das23 import build_l3das23
+    out = tmp_path_factory.mktemp("small-l3das23")
+    build_l3das23(out, small=True, progress=False)
+    return out
+
+
 @pytest.fixture
 def pair_folder(tmp_path):
     return write_pair_folder(tmp_path / "pairs")
@@ -43,4 +61,13 @@ def tiny_ckpt(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "tiny.ckpt"
     save_enhancer(build_enhancer("tiny"), path)
+    return path
+
+
+@pytest.fixture
+def causal_ckpt(tmp_path):
+    """A tiny causal model with a short look-back, so streams longer than the look-back test the cache."""
+    torch.manual_seed(0)
+    path = tmp_path / "causal.ckpt"
+    save_enhancer(build_enhancer("tiny", causal=True, lookback=6), path)
     return path

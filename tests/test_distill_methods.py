@@ -151,11 +151,16 @@ def test_gradients_reach_student_and_method_never_teacher(name, data, teacher):
     assert all(p.grad is None for p in live_teacher.parameters())
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["offline", "causal-student"])
 @pytest.mark.parametrize("name", NAMES)
-def test_distillation_steps_run_end_to_end(name, data, teacher):
-    """Student + method in one Adam; L = MSE(wave) + λ·KD with a wider, deeper teacher."""
+def test_distillation_steps_run_end_to_end(name, causal, data, teacher):
+    """Student + method in one Adam; L = MSE(wave) + λ·KD with a wider, deeper (offline) teacher.
+
+    A causal student has the same tap shapes, so every method distils it from the offline teacher.
+    """
     noisy, clean = data
-    student = seeded(0)
+    student = seeded(0, causal=causal)
+    assert student.network.args["causal"] is causal
     method = build(name, student, teacher)
     before = copy.deepcopy(teacher.state_dict())
     optimiser = torch.optim.Adam([*student.parameters(), *method.parameters()], lr=3e-3)

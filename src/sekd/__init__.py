@@ -9,12 +9,19 @@ The Python API mirrors the ``sekd`` command (imports are lazy, so ``import sekd`
     model = sekd.load_enhancer(best)
     sekd.enhance_files(model, ["noisy.wav"], "enhanced/")               # sekd enhance
     sekd.profile_model(sekd.build_enhancer("teacher"))                  # sekd profile
+    streamer = sekd.load_streamer("causal.ckpt")                        # sekd stream (push/flush)
+    sekd.export_step(sekd.load_enhancer("causal.ckpt"), "step.onnx")    # sekd export
+    sekd.study("configs/study/cpu.yaml")                                # sekd study
+    sekd.write_report("runs/study-cpu")                                 # sekd report
 """
 
 __version__ = "0.1.0"
 
 _API = {
     "build_corpus": "sekd.data.build",
+    "build_l3das23": "sekd.data.l3das23",
+    "list_pairs": "sekd.data.datasets",
+    "check_corpus": "sekd.data.layouts",
     "load_config": "sekd.config",
     "train": "sekd.engine.train",
     "evaluate": "sekd.evaluate",
@@ -24,6 +31,12 @@ _API = {
     "enhance_files": "sekd.enhance",
     "enhance_array": "sekd.enhance",
     "profile_model": "sekd.profile",
+    "StreamingEnhancer": "sekd.streaming",
+    "load_streamer": "sekd.streaming",
+    "export_step": "sekd.export",
+    "study": "sekd.study",
+    "write_report": "sekd.report",
+    "build_peer": "sekd.peers",
 }
 
 __all__ = list(_API)

@@ -24,11 +24,21 @@ def _add(sub, name: str, help: str, examples: str):
 
 
 def cmd_data_build(args) -> int:
+    if args.layout == "l3das23":
+        from .data.l3das23 import build_l3das23
+        out = build_l3das23(args.out, seed=args.seed, small=args.small, workers=args.workers, progress=not args.quiet)
+        print(f"corpus (L3DAS23 Task 1 layout): {out}")
+        return 0
     from .data.build import build_corpus
     manifest = build_corpus(args.out, seed=args.seed, small=args.small, workers=args.workers,
                             progress=not args.quiet)
     print(f"corpus manifest: {manifest}")
     return 0
+
+
+def cmd_data_check(args) -> int:
+    from .data.layouts import check_data
+    return 1 if check_data(args.dir) else 0
 
 
 def cmd_fit(args) -> int:
@@ -67,21 +77,66 @@ def _named_checkpoints(items: list[str]) -> dict[str, str]:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_many, format_table
-    summary = evaluate_many(_named_checkpoints(args.ckpt), args.data, split=args.split, json_out=args.json,
+    from .evaluate import asr_note, evaluate_many, format_table
+    systems = _named_checkpoints([*args.ckpt, *(f"peer:{name}" for name in args.peer)])
+    summary = evaluate_many(systems, args.data, split=args.split, json_out=args.json,
                             csv_out=args.csv, workers=args.workers, limit=args.limit, dnsmos=not args.no_dnsmos,
-                            progress=not args.quiet)
-    print(format_table(summary))
+                            progress=not args.quiet, metric=args.metric, asr=args.asr)
+    print(format_table(summary, note=asr_note(args.asr) if args.metric == "l3das23" else ""))
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .study import study
+    out = study(args.config, args.overrides)
+    print(f"study results: {out} (next: sekd report {out})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+    print(f"report: {write_report(args.results, args.output)}")
     return 0
 
 
 def cmd_enhance(args) -> int:
     from .checkpoint import load_enhancer
     from .enhance import enhance_files
-    model = load_enhancer(args.ckpt)
-    errors = enhance_files(model, args.inputs, args.output, progress=not args.quiet,
-                           chunk_seconds=args.chunk_seconds)
+    chunking = dict(chunk_seconds=args.chunk_seconds)
+    if args.stream:
+        import torch
+
+        from .streaming import StreamedModel, load_streamer
+        torch.set_num_threads(1)
+        model = StreamedModel(load_streamer(args.ckpt, engine=args.engine))
+        chunking = dict(chunk_seconds=1e9)  # the stream's memory is bounded: no chunks needed
+    else:
+        model = load_enhancer(args.ckpt)
+    errors = enhance_files(model, args.inputs, args.output, progress=not args.quiet, format=args.format, **chunking)
     return 1 if errors else 0
+
+
+def cmd_stream(args) -> int:
+    import torch
+
+    from .streaming import load_streamer, stream_file
+    torch.set_num_threads(args.threads)
+    engine = "onnx" if args.onnx else args.engine
+    streamer = load_streamer(args.ckpt, engine=engine, onnx_model=args.onnx)
+    logging.getLogger("sekd").debug("streaming with %s, latency %d samples (%.2f ms)", engine, streamer.latency,
+                                    streamer.latency_ms)
+    stream_file(streamer, args.input, args.output)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .audio import SAMPLE_RATE
+    from .export import export_checkpoint
+    from .streaming import algorithmic_latency
+    latency = algorithmic_latency(export_checkpoint(args.ckpt, args.output).signal)
+    print(f"ONNX per-hop model: {args.output} (algorithmic latency {latency} samples, "
+          f"{1000 * latency / SAMPLE_RATE:.2f} ms)")
+    return 0
 
 
 def cmd_profile(args) -> int:
@@ -107,13 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="build or inspect corpora").add_subparsers(dest="data_command", required=True,
                                                                                metavar="ACTION")
     b = _add(data, "build", "build the built-in corpus from Debian packages (no downloads beyond the registries)",
-             "  sekd data build data/builtin\n  sekd data build /tmp/tiny --small --seed 1")
+             "  sekd data build data/builtin\n  sekd data build /tmp/tiny --small --seed 1\n"
+             "  sekd data build data/l3das23 --layout l3das23")
     b.add_argument("out", help="output folder")
+    b.add_argument("--layout", choices=("builtin", "l3das23"), default="builtin",
+                   help="builtin: mono pairs with manifest.csv; l3das23: two 4-channel Ambisonics mics in the "
+                        "L3DAS23 Task 1 layout")
     b.add_argument("--small", action="store_true", help="a tiny corpus for tests and smoke runs")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_data_build)
+    c = _add(data, "check", "recognise a corpus's layout (L3DAS23, DNS, VoiceBank-DEMAND, paired folders, "
+                            "manifest) and validate it: pairs, sample rates, channels, lengths",
+             "  sekd data check /data/L3DAS23\n  sekd data check /data/DNS/test_set/synthetic/no_reverb")
+    c.add_argument("dir", help="corpus folder (or manifest CSV)")
+    c.set_defaults(func=cmd_data_check)
 
     t = _add(sub, "train", "train a model (Lightning; resumes from the run's last checkpoint)",
              "  sekd train configs/cpu-teacher.yaml\n"
@@ -134,9 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = _add(sub, "evaluate", "score models and the unprocessed input: PESQ, STOI, ESTOI, SI-SDR, DNSMOS",
              "  sekd evaluate --ckpt runs/teacher/checkpoints/best.ckpt --data data/builtin\n"
-             "  sekd evaluate --ckpt teacher=t.ckpt --ckpt student=s.ckpt --data vb_test/ --json scores.json")
+             "  sekd evaluate --ckpt teacher=t.ckpt --ckpt student=s.ckpt --data vb_test/ --json scores.json\n"
+             "  sekd evaluate --ckpt best.ckpt --peer rnnoise --peer nsnet2 --data data/builtin")
     e.add_argument("--ckpt", action="append", default=[], metavar="[NAME=]CKPT",
                    help="checkpoint to score (repeatable); without it only the input is scored")
+    e.add_argument("--peer", action="append", default=[], choices=("rnnoise", "nsnet2"),
+                   help="also score a known small denoiser (repeatable); same as --ckpt peer:NAME")
     e.add_argument("--data", required=True, help="corpus folder, manifest CSV, or paired folder (noisy/, clean/)")
     e.add_argument("--split", default="test", help="manifest split (default: test)")
     e.add_argument("--json", help="write the summary as JSON here")
@@ -144,18 +211,68 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=None, help="metric processes (default: all cores)")
     e.add_argument("--limit", type=int, default=None, help="score only the first N files")
     e.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
+    e.add_argument("--metric", choices=("standard", "l3das23"), default="standard",
+                   help="standard: PESQ, STOI, ESTOI, SI-SDR, DNSMOS; l3das23: the challenge's (STOI + 1 - WER)/2, "
+                        "WER between ASR transcripts of the output and of the clean file")
+    e.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR",
+                   help="recogniser for --metric l3das23: pocketsphinx (offline, not comparable with the "
+                        "challenge) or a local wav2vec2-base-960h folder (needs sekd[asr])")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate)
 
+    s = _add(sub, "study", "the whole comparison: teacher once, every method and ablation over seeds, input and "
+                           "peers; resumable (finished runs are skipped)",
+             "  sekd study configs/study/cpu.yaml\n"
+             "  sekd study configs/study/cpu.yaml out_dir=runs/smoke seeds=[0] train.max_steps=20 evaluation.limit=10")
+    s.add_argument("config", help="study YAML (see configs/study/ and src/sekd/study.py)")
+    s.add_argument("overrides", nargs="*", help="key=value for the study (seeds=[0,1], evaluation.limit=20); "
+                                                "run config keys (train.max_steps=10) apply to every trained run")
+    s.set_defaults(func=cmd_study)
+
+    r = _add(sub, "report", "markdown table (means and 95 %% CIs over seeds, gap closed, significance) and PNGs "
+                            "from a study's results",
+             "  sekd report runs/study-cpu\n  sekd report runs/study-cpu -o docs/study")
+    r.add_argument("results", help="the study's out_dir (holds result.json files)")
+    r.add_argument("-o", "--output", help="output folder (default: RESULTS/report)")
+    r.set_defaults(func=cmd_report)
+
     n = _add(sub, "enhance", "enhance audio files or folders with a trained model",
              "  sekd enhance --ckpt best.ckpt noisy.wav -o enhanced/\n"
-             "  sekd enhance --ckpt best.ckpt recordings/ more.flac -o enhanced/")
+             "  sekd enhance --ckpt best.ckpt recordings/ more.flac -o enhanced/\n"
+             "  sekd enhance --ckpt l3das23.ckpt L3DAS23_Task1_dev/data -o submission/ --format l3das23-submission")
     n.add_argument("inputs", nargs="+", help="audio files or folders (any sample rate, any length)")
     n.add_argument("--ckpt", required=True)
     n.add_argument("-o", "--output", required=True, help="output folder")
     n.add_argument("--chunk-seconds", type=float, default=10.0, help="process long files in chunks of this length")
+    n.add_argument("--format", choices=("wav", "l3das23-submission"), default="wav",
+                   help="wav: audio files; l3das23-submission: <id>.npy per clip, mono float32 of the input's length "
+                        "(<id>_A/<id>_B files are one clip)")
+    n.add_argument("--stream", action="store_true",
+                   help="causal models: run the streaming engine hop by hop (sekd stream), one thread")
+    n.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="with --stream: PyTorch or onnxruntime")
     n.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     n.set_defaults(func=cmd_enhance)
+
+    st = _add(sub, "stream", "enhance a stream hop by hop with a causal model; '-' is raw 16 kHz 16-bit "
+                             "little-endian PCM on standard input/output, processed as it arrives",
+              "  sekd stream --ckpt causal.ckpt noisy.wav -o enhanced.wav\n"
+              "  cat noisy.raw | sekd stream --ckpt causal.ckpt - -o - > enhanced.raw\n"
+              "  sekd stream --ckpt causal.ckpt --engine onnx noisy.wav -o enhanced.wav")
+    st.add_argument("input", help="audio file (any rate; resampled to 16 kHz) or - for raw PCM on stdin")
+    st.add_argument("--ckpt", required=True, help="checkpoint of a causal model")
+    st.add_argument("-o", "--output", required=True, help="WAV file (16 kHz) or - for raw PCM on stdout")
+    st.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                    help="run the network in PyTorch or in onnxruntime (exported in memory)")
+    st.add_argument("--onnx", help="run this exported model (sekd export) in onnxruntime")
+    st.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    st.set_defaults(func=cmd_stream)
+
+    x = _add(sub, "export", "export a causal model's per-hop network to ONNX, its state as inputs and outputs "
+                            "(STFT and iSTFT stay outside)",
+             "  sekd export --ckpt causal.ckpt -o model.onnx")
+    x.add_argument("--ckpt", required=True, help="checkpoint of a causal model")
+    x.add_argument("-o", "--output", required=True, help="ONNX file, written atomically")
+    x.set_defaults(func=cmd_export)
 
     f = _add(sub, "profile", "parameters, MACs per second of audio, and real-time factor on this CPU",
              "  sekd profile --model teacher\n  sekd profile --ckpt best.ckpt --json")

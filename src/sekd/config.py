@@ -146,29 +146,39 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    """A YAML file that must hold a mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SekdError(f"{path}: {what} file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SekdError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SekdError(f"{path}: a {what} must be a mapping of sections")
+    return raw
+
+
+def set_dotted(raw: dict, keys: list[str], value, text: str) -> None:
+    """``raw[k1][k2]... = value``, making sections as needed (``text`` is the override, for errors)."""
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise SekdError(f"override {text!r}: {k} is not a section")
+    node[keys[-1]] = value
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
     raw: dict = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SekdError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SekdError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise SekdError(f"{path}: a config must be a mapping of sections")
-        source = str(path)
+        raw, source = read_yaml_mapping(path), str(path)
     for text in overrides:
         keys, value = parse_override(text)
         if len(keys) < 2:
             raise SekdError(f"override {text!r}: expected section.key=value")
-        node = raw
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise SekdError(f"override {text!r}: {k} is not a section")
-        node[keys[-1]] = value
+        set_dotted(raw, keys, value, text)
     return config_from_dict(raw, source)

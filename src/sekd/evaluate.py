@@ -17,6 +17,7 @@ the means), JSON of that summary, and a markdown table of it.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -29,41 +30,73 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import atomic_write_text, read_audio
+from .audio import atomic_write_text
 from .checkpoint import load_enhancer
-from .data.datasets import Pair, list_pairs
+from .data.datasets import Pair, list_pairs, read_noisy
 from .enhance import enhance_array
 from .errors import SekdError
-from .metrics import METRICS, score_file
+from .metrics import ALL_METRICS, score_file, score_file_l3das23
 from .models import SpeechEnhancer
+from .peers import PEER_PREFIX, build_peer
 
 NOISY = "noisy"  # the system name of the unprocessed input
 LABELS = {
     "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
     "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
+    "l3das23": "L3DAS23", "wer": "WER",
 }
+METRIC_SETS = ("standard", "l3das23")  # --metric: PESQ, STOI, ESTOI, SI-SDR, DNSMOS; or (STOI + 1 − WER)/2
 
 
 def checkpoint_name(path: str | os.PathLike) -> str:
-    """A system name for a checkpoint: its run folder for ``<run>/checkpoints/<file>``, else the file's stem."""
+    """A system name for a checkpoint: its run folder for ``<run>/checkpoints/<file>``, else the file's stem.
+
+    A peer spec ``peer:NAME`` is named ``NAME``.
+    """
+    if str(path).startswith(PEER_PREFIX):
+        return str(path)[len(PEER_PREFIX):]
     path = Path(path)
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
-def score_pairs(pairs: list[Pair], models: dict[str, SpeechEnhancer], workers: int | None = None,
-                dnsmos: bool = True, progress: bool = True) -> list[dict]:
+def load_system(spec: str | os.PathLike):
+    """A system to score: a checkpoint path, or ``peer:NAME`` for a peer of :mod:`sekd.peers`."""
+    if str(spec).startswith(PEER_PREFIX):
+        return build_peer(str(spec)[len(PEER_PREFIX):])
+    return load_enhancer(spec)
+
+
+def enhance_system(system, noisy: np.ndarray) -> np.ndarray:
+    """``[M, N]`` → ``[N]`` with a SpeechEnhancer (chunked, :func:`enhance_array`) or a peer (``enhance``)."""
+    if isinstance(system, SpeechEnhancer):
+        return enhance_array(system, noisy)
+    return system.enhance(noisy)
+
+
+def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
+                dnsmos: bool = True, progress: bool = True, include_noisy: bool = True, metric: str = "standard",
+                asr: str = "pocketsphinx") -> list[dict]:
     """Per-file scores of the noisy input and of every model on every pair.
 
-    Returns one row ``{id, system, <metric>: value}`` per pair and system, the noisy
-    input's rows first, then each model's in the order of ``models``; pairs in the order
-    given. The noisy input scored is the first channel of the noisy file; models get all
-    its channels.
+    ``models`` maps names to SpeechEnhancers or peers (:func:`load_system`). Returns one
+    row ``{id, system, <metric>: value}`` per pair and system, the noisy input's rows
+    first (unless ``include_noisy`` is false), then each model's in the order of
+    ``models``; pairs in the order given. The noisy input scored is the first channel of
+    the noisy file; models get the channels they take (:func:`read_noisy`).
+
+    ``metric`` ``standard`` gives the :data:`sekd.metrics.METRICS`; ``l3das23`` gives
+    ``l3das23, stoi, wer`` (:func:`sekd.metrics.score_file_l3das23`, recogniser ``asr``).
     """
+    if metric not in METRIC_SETS:
+        raise SekdError(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_SETS)}")
+    score = (functools.partial(score_file, dnsmos=dnsmos) if metric == "standard"
+             else functools.partial(score_file_l3das23, asr=asr))
     if NOISY in models:
         raise SekdError(f"the system name {NOISY!r} is reserved for the unprocessed input; name the model otherwise")
     cpus = os.cpu_count() or 1
     workers = workers or cpus
-    systems = [NOISY, *models]
+    systems = [NOISY, *models] if include_noisy else list(models)
+    first = 0 if include_noisy else 1  # index of the first model in ``systems`` (noisy is 0)
     scores: dict[tuple[int, int], dict[str, float]] = {}
     pending: dict[Future, tuple[int, int]] = {}
     torch_threads = torch.get_num_threads()
@@ -78,20 +111,24 @@ def score_pairs(pairs: list[Pair], models: dict[str, SpeechEnhancer], workers: i
 
     try:
         for p, pair in enumerate(pairs):
-            pending[pool.submit(score_file, str(pair.clean), str(pair.noisy), dnsmos)] = (0, p)
+            if include_noisy:
+                pending[pool.submit(score, str(pair.clean), str(pair.noisy))] = (0, p)
             if not models:
                 continue
-            noisy = read_audio(pair.noisy)[0]
+            inputs: dict[int, np.ndarray] = {}  # by channel count: models may take different microphones
             for s, (name, model) in enumerate(models.items(), start=1):
-                if noisy.shape[0] != model.in_channels:
-                    raise SekdError(f"{pair.noisy}: has {noisy.shape[0]} channel(s) but model {name!r} takes "
-                                    f"{model.in_channels}")
+                if model.in_channels not in inputs:
+                    try:
+                        inputs[model.in_channels] = read_noisy(pair, model.in_channels)
+                    except SekdError as exc:
+                        raise SekdError(f"{exc} (model {name!r})") from None
+                noisy = inputs[model.in_channels]
                 while len(pending) >= 2 * workers:
                     collect(block=True)
                 collect(block=False)
                 torch.set_num_threads(max(1, cpus - min(len(pending), workers)))
-                estimate = enhance_array(model, noisy)
-                pending[pool.submit(score_file, str(pair.clean), estimate, dnsmos)] = (s, p)
+                estimate = enhance_system(model, noisy)
+                pending[pool.submit(score, str(pair.clean), estimate)] = (s, p)
         while pending:
             collect(block=True)
     finally:
@@ -99,7 +136,7 @@ def score_pairs(pairs: list[Pair], models: dict[str, SpeechEnhancer], workers: i
         bar.close()
         pool.shutdown(cancel_futures=True)
     return [{"id": pair.id, "system": system, **scores[s, p]}
-            for s, system in enumerate(systems) for p, pair in enumerate(pairs)]
+            for s, system in enumerate(systems, start=first) for p, pair in enumerate(pairs)]
 
 
 def summarise(rows: list[dict]) -> dict[str, dict]:
@@ -111,7 +148,7 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     summary: dict[str, dict] = {}
     for system in dict.fromkeys(row["system"] for row in rows):
         own = [row for row in rows if row["system"] == system]
-        values = {m: np.array([row[m] for row in own], dtype=np.float64) for m in METRICS if m in own[0]}
+        values = {m: np.array([row[m] for row in own], dtype=np.float64) for m in ALL_METRICS if m in own[0]}
         summary[system] = {
             "files": len(own),
             **{m: _mean_of_defined(v) for m, v in values.items()},
@@ -125,12 +162,13 @@ def _mean_of_defined(values: np.ndarray) -> float:
     return float(defined.mean()) if defined.size else math.nan
 
 
-def format_table(summary: dict[str, dict]) -> str:
+def format_table(summary: dict[str, dict], note: str = "") -> str:
     """Markdown table of a summary: one row per system (noisy first), one column per metric.
 
-    A note under the table says how many files each undefined (NaN) mean left out.
+    A note under the table says how many files each undefined (NaN) mean left out; ``note``
+    (e.g. which recogniser gave the WER) follows it.
     """
-    metrics = [m for m in METRICS if any(m in entry for entry in summary.values())]
+    metrics = [m for m in ALL_METRICS if any(m in entry for entry in summary.values())]
     systems = sorted(summary, key=lambda name: name != NOISY)  # stable: models keep their order
     lines = ["| system | files | " + " | ".join(LABELS[m] for m in metrics) + " |",
              "|---|---:|" + "---:|" * len(metrics)]
@@ -143,7 +181,17 @@ def format_table(summary: dict[str, dict]) -> str:
     if left_out:
         lines += ["", "Files left out of a mean because the metric is undefined for them (no speech found, "
                       "too short): " + ", ".join(left_out) + "."]
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
+
+
+def asr_note(asr: str) -> str:
+    """The line under an L3DAS23 table saying which recogniser gave the WER, and whether it is the challenge's."""
+    from .asr import describe_asr
+
+    info = describe_asr(asr).to_dict()
+    return f"WER by {info['name']}: {info['note']}."
 
 
 def _format_value(metric: str, value: float) -> str:
@@ -154,7 +202,7 @@ def _format_value(metric: str, value: float) -> str:
 
 def format_csv(rows: list[dict]) -> str:
     """Per-file scores as CSV: ``id,system,<metric>,...`` (NaN written as ``nan``)."""
-    metrics = [m for m in METRICS if rows and m in rows[0]]
+    metrics = [m for m in ALL_METRICS if rows and m in rows[0]]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "system", *metrics])
@@ -171,28 +219,37 @@ def _json_safe(value):
 
 def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_out: str | None = None,
                   csv_out: str | None = None, workers: int | None = None, limit: int | None = None,
-                  dnsmos: bool = True, progress: bool = True) -> dict[str, dict]:
+                  dnsmos: bool = True, progress: bool = True, metric: str = "standard",
+                  asr: str = "pocketsphinx") -> dict[str, dict]:
     """Score the noisy input once and every checkpoint of ``ckpts`` (``{name: path}``) on ``data``.
+
+    A path may also be a peer spec ``peer:NAME`` (:mod:`sekd.peers`).
 
     ``data`` is anything :func:`sekd.data.datasets.list_pairs` takes; ``split`` picks the
     manifest split; ``limit`` scores only the first files. Writes per-file scores to
     ``csv_out`` and ``{data, split, checkpoints, dnsmos, summary}`` to ``json_out`` (NaN
     as null), both atomically, when given. ``workers`` metric processes (default: all
-    cores). Returns the :func:`summarise` summary, ``noisy`` first.
+    cores). ``metric`` and ``asr`` are those of :func:`score_pairs`; with ``l3das23`` the
+    JSON also says which recogniser gave the WER and whether it is the challenge's.
+    Returns the :func:`summarise` summary, ``noisy`` first.
     """
     if workers is not None and workers < 1:
         raise SekdError(f"workers must be at least 1, got {workers}")
     if limit is not None and limit < 1:
         raise SekdError(f"limit must be at least 1, got {limit}")
+    asr_info = None
+    if metric == "l3das23":
+        from .asr import describe_asr
+        asr_info = describe_asr(asr).to_dict()  # a missing recogniser fails here, before any work
     pairs = list_pairs(data, split)[:limit]
-    models = {name: load_enhancer(path) for name, path in ckpts.items()}  # every checkpoint checked before scoring
-    rows = score_pairs(pairs, models, workers=workers, dnsmos=dnsmos, progress=progress)
+    models = {name: load_system(path) for name, path in ckpts.items()}  # every system checked before scoring
+    rows = score_pairs(pairs, models, workers=workers, dnsmos=dnsmos, progress=progress, metric=metric, asr=asr)
     summary = summarise(rows)
     if csv_out:
         atomic_write_text(csv_out, format_csv(rows))
     if json_out:
         report = {"data": str(data), "split": split, "checkpoints": dict(ckpts), "dnsmos": dnsmos,
-                  "summary": _json_safe(summary)}
+                  "metric": metric, **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
         atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return summary
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+L3DAS23_METRICS = ("l3das23", "stoi", "wer")  # sekd evaluate --metric l3das23
+ALL_METRICS = ("l3das23", "wer", *METRICS)     # every score a row may hold, in table order
 DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
 
 # The DNSMOS model scores fixed windows of 9.01 s, which start at every whole second.
@@ -177,3 +179,35 @@ def score_file(reference: str | Path, estimate: np.ndarray | str | Path, dnsmos:
     est = read_audio(estimate)[0][0] if isinstance(estimate, (str, Path)) else np.asarray(estimate, np.float32)
     n = min(ref.size, est.size)
     return compute_metrics(est[:n], ref[:n], dnsmos=dnsmos)
+
+
+def l3das23_score(stoi_value: float, wer_value: float) -> float:
+    """The L3DAS23 Task 1 metric: (STOI + (1 − WER)) / 2, both clipped to [0, 1] first."""
+    return (min(max(stoi_value, 0.0), 1.0) + 1.0 - min(max(wer_value, 0.0), 1.0)) / 2
+
+
+@lru_cache(maxsize=256)
+def _transcript(path: str, asr: str) -> str:
+    """The ASR transcript of an audio file's first channel (cached: every system reuses the clean one)."""
+    from .asr import load_asr
+
+    return load_asr(asr).transcribe(read_audio(path)[0][0])
+
+
+def score_file_l3das23(reference: str | Path, estimate: np.ndarray | str | Path,
+                       asr: str = "pocketsphinx") -> dict[str, float]:
+    """``{l3das23, stoi, wer}`` of an estimate against an audio file's first channel, as the challenge scored.
+
+    The WER compares the transcript of the estimate with that of the reference, both by
+    the recogniser ``asr`` (see :mod:`sekd.asr`); ``estimate`` is read and trimmed as in
+    :func:`score_file`. The score is NaN where STOI is.
+    """
+    from .asr import load_asr, wer
+
+    ref = read_audio(reference)[0][0]
+    est = read_audio(estimate)[0][0] if isinstance(estimate, (str, Path)) else np.asarray(estimate, np.float32)
+    n = min(ref.size, est.size)
+    stoi_value = stoi(est[:n], ref[:n])
+    wer_value = wer(_transcript(str(reference), asr), load_asr(asr).transcribe(est[:n]))
+    score = math.nan if math.isnan(stoi_value) else l3das23_score(stoi_value, wer_value)
+    return {"l3das23": score, "stoi": stoi_value, "wer": wer_value}

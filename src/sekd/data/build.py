@@ -268,17 +268,17 @@ def _is_complete(out: Path, settings: dict) -> bool:
             and all((out / row[kind]).is_file() for row in rows for kind in ("noisy", "clean")))
 
 
-def _clear(out: Path) -> None:
-    """Remove what an earlier build left in ``out``; refuse a folder holding anything else."""
+def _clear(out: Path, own_names: set[str] = OWN_NAMES) -> None:
+    """Remove what an earlier build (which writes ``own_names``) left in ``out``; refuse anything else."""
     if out.exists() and not out.is_dir():
         raise SekdError(f"{out}: exists and is not a folder")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_NAMES and not p.name.startswith(".")) \
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own_names and not p.name.startswith(".")) \
         if out.is_dir() else []
     if foreign:
         raise SekdError(f"{out}: holds {', '.join(foreign[:5])}, which no corpus build wrote; "
                         "build into an empty or new folder")
     (out / "manifest.csv").unlink(missing_ok=True)  # first: without it the folder never counts as complete
-    for name in OWN_NAMES - {"manifest.csv"}:
+    for name in own_names - {"manifest.csv"}:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)

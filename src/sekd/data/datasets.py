@@ -3,14 +3,14 @@
 A data argument is one of
 - a built corpus folder (holds ``manifest.csv``; rows are filtered by split),
 - a manifest CSV itself (paths relative to its folder),
-- a paired folder with ``noisy/`` and ``clean/`` holding files of the same names
-  (VoiceBank-DEMAND and the DNS test sets look like this), or such a folder under
-  ``<data>/<split>/``.
+- a paired folder with ``noisy/`` and ``clean/`` holding files of the same names, or such
+  a folder under ``<data>/<split>/``,
+- a real corpus in its own layout: L3DAS23 Task 1, the DNS Challenge, VoiceBank-DEMAND
+  (see layouts.py, which recognises them all).
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,62 +29,48 @@ class Pair:
     id: str
     noisy: Path
     clean: Path
-
-
-def _pairs_from_manifest(manifest: Path, split: str | None) -> list[Pair]:
-    root = manifest.parent
-    try:
-        with open(manifest, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SekdError(f"{manifest}: cannot read manifest ({exc})") from None
-    if rows and not {"id", "noisy", "clean"} <= set(rows[0]):
-        raise SekdError(f"{manifest}: a manifest needs the columns id, noisy, clean (got {', '.join(rows[0])})")
-    if split is not None and rows and "split" in rows[0]:
-        rows = [r for r in rows if r["split"] == split]
-    if not rows:
-        raise SekdError(f"{manifest}: no mixtures" + (f" in split {split!r}" if split else ""))
-    return [Pair(r["id"], root / r["noisy"], root / r["clean"]) for r in rows]
-
-
-def _audio_files(folder: Path) -> dict[str, Path]:
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
-            if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()}
-
-
-def _pairs_from_folders(folder: Path) -> list[Pair]:
-    noisy, clean = _audio_files(folder / "noisy"), _audio_files(folder / "clean")
-    if not noisy:
-        raise SekdError(f"{folder / 'noisy'}: no audio files")
-    missing = sorted(set(noisy) - set(clean))
-    if missing:
-        raise SekdError(f"{folder / 'noisy' / missing[0]}: no matching clean file {folder / 'clean' / missing[0]}"
-                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return [Pair(Path(name).with_suffix("").as_posix(), noisy[name], clean[name]) for name in noisy]
+    more_noisy: tuple[Path, ...] = ()  # further microphones (L3DAS23's mic B), read when the model takes them
 
 
 def list_pairs(data: str | Path, split: str | None = "test") -> list[Pair]:
-    """The (noisy, clean) pairs that ``data`` names; see the module docstring."""
-    data = Path(data)
-    if data.is_file():
-        return _pairs_from_manifest(data, split)
-    if (data / "manifest.csv").is_file():
-        return _pairs_from_manifest(data / "manifest.csv", split)
-    if (data / "noisy").is_dir():
-        return _pairs_from_folders(data)
-    if split and (data / split / "noisy").is_dir():
-        return _pairs_from_folders(data / split)
-    if not data.exists():
-        raise SekdError(f"{data}: no such file or folder")
-    raise SekdError(f"{data}: not a corpus (no manifest.csv) and not a paired folder (no noisy/ and clean/)")
+    """The (noisy, clean) pairs that ``data`` names; see the module docstring and layouts.py."""
+    from .layouts import scan  # layouts builds on this module's Pair
+
+    return scan(data).pairs(split)
+
+
+def read_channels(paths: list[Path] | tuple[Path, ...], in_channels: int,
+                  sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """``[in_channels, N]`` from the channels of ``paths[0]``, then of the next files as long as
+    the model takes more (L3DAS23: mic A alone gives 4 channels, A and B give 8).
+
+    At ``sample_rate`` (None: the first file's rate, the others resampled to it); files
+    of different lengths are cut to the shortest. Raises SekdError naming the first file
+    when the channels do not add up to ``in_channels``.
+    """
+    first, rate = read_audio(paths[0], sample_rate)
+    parts = [first]
+    for path in paths[1:]:
+        if sum(p.shape[0] for p in parts) >= in_channels:
+            break
+        parts.append(read_audio(path, rate)[0])
+    channels = sum(p.shape[0] for p in parts)
+    if channels != in_channels:
+        more = f" ({channels} with {', '.join(map(str, paths[1:]))})" if len(parts) > 1 else ""
+        raise SekdError(f"{paths[0]}: has {first.shape[0]} channel(s){more} but the model takes {in_channels}")
+    n = min(p.shape[1] for p in parts)
+    return np.concatenate([p[:, :n] for p in parts]), rate
+
+
+def read_noisy(pair: Pair, in_channels: int) -> np.ndarray:
+    """The model's input ``[in_channels, N]`` at 16 kHz from ``pair.noisy`` and ``pair.more_noisy``."""
+    return read_channels((pair.noisy, *pair.more_noisy), in_channels)[0]
 
 
 def load_pair(pair: Pair, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy ``[M, N]`` and clean ``[N]`` at 16 kHz, checked against the model's channel count."""
-    noisy, _ = read_audio(pair.noisy, SAMPLE_RATE)
+    """Noisy ``[M, N]`` (:func:`read_noisy`) and clean ``[N]`` at 16 kHz."""
+    noisy = read_noisy(pair, in_channels)
     clean, _ = read_audio(pair.clean, SAMPLE_RATE)
-    if noisy.shape[0] != in_channels:
-        raise SekdError(f"{pair.noisy}: has {noisy.shape[0]} channel(s) but the model takes {in_channels}")
     if clean.shape[0] != 1:
         raise SekdError(f"{pair.clean}: the clean target must be mono, got {clean.shape[0]} channels")
     n = min(noisy.shape[1], clean.shape[1])

@@ -2,6 +2,13 @@
 
 Two flavours share the structure: ``norm="instance"`` is the I²S-TFCKD unit (InstanceNorm +
 PReLU after each convolution), ``norm="batch"`` is ReviewKD's ABF (BatchNorm, no activation).
+
+A chain whose last output alone is read (I²S-TFCKD) never needs the earlier units at full
+resolution: nearest interpolation reads only some of their positions. It computes each unit
+at exactly the positions that reach the last unit, taking the InstanceNorm statistics of the
+1×1 convolution from the input's channel covariance (mean = W·μ, var = diag(W Σ Wᵀ)), which
+equal those over all positions. Same values and gradients, without the full-resolution
+activations (257 bins at dec3) and their backward.
 """
 
 from __future__ import annotations
@@ -40,9 +47,42 @@ class FusionUnit(nn.Module):
         x = self.inp(x)                                                   # (B, m, T, D)
         if self.gate is not None:
             r = F.interpolate(residual, size=x.shape[-2:], mode="nearest")  # (B, m, T, D)
-            a = self.gate(torch.cat([x, r], dim=1))                       # (B, 2, T, D)
-            x = a[:, :1] * x + a[:, 1:] * r
+            x = self.blend(x, r)
         return (None if self.out is None else self.out(x)), x            # (B, C_out, T, D), (B, m, T, D)
+
+    def input_at(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """``self.inp(x)`` read at frames ``rows`` and bins ``cols`` only: ``(B, m, len(rows), len(cols))``.
+
+        InstanceNorm pools over every position of x, so its statistics come from x's per-item
+        channel mean and covariance, mapped through the 1×1 convolution.
+        """
+        conv, norm, act = self.inp
+        w = conv.weight[:, :, 0, 0]                                      # (m, C_in)
+        flat = x.flatten(2)                                              # (B, C_in, N)
+        mu = flat.mean(-1)                                               # (B, C_in)
+        centred = flat - mu[..., None]
+        cov = centred @ centred.transpose(1, 2) / flat.shape[-1]         # (B, C_in, C_in)
+        mean = mu @ w.T                                                  # (B, m)
+        var = torch.einsum("mc,bcd,md->bm", w, cov, w)                   # (B, m), biased as InstanceNorm's
+        h = conv(x.index_select(2, rows).index_select(3, cols))          # (B, m, t, d)
+        h = (h - mean[..., None, None]) * torch.rsqrt(var + norm.eps)[..., None, None]
+        return act(h * norm.weight[:, None, None] + norm.bias[:, None, None])
+
+    def blend(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The gate of step 2: a0·x + a1·r, with r already at x's positions."""
+        a = self.gate(torch.cat([x, residual], dim=1))                   # (B, 2, t, d)
+        return a[:, :1] * x + a[:, 1:] * residual
+
+
+def nearest_index(size_in: int, size_out: int, device) -> torch.Tensor:
+    """Which input position ``F.interpolate(mode="nearest")`` reads for each output position."""
+    grid = torch.arange(size_in, dtype=torch.float32, device=device)[None, None]
+    return F.interpolate(grid, size=size_out, mode="nearest")[0, 0].long()
+
+
+def _covers(index: torch.Tensor, size: int) -> bool:
+    """Whether ``index`` is every position 0..size-1 in order (nothing to select)."""
+    return index.numel() == size and bool((index == torch.arange(size, device=index.device)).all())
 
 
 class FusionChain(nn.Module):
@@ -56,14 +96,35 @@ class FusionChain(nn.Module):
                  norm: Literal["instance", "batch"], every_output: bool):
         super().__init__()
         last = len(in_channels) - 1
+        self.every_output = every_output
+        # The position-selective path needs the unit's own InstanceNorm before anything pools.
+        self.selective = not every_output and norm == "instance"
         self.units = nn.ModuleList(
             FusionUnit(c, mid_channels, out_channels if every_output or i == last else None, fuse=i > 0, norm=norm)
             for i, c in enumerate(in_channels))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.selective:
+            return [self._last_output(feats)]
         outputs, residual = [], None
         for unit, x in zip(self.units, feats):
             y, residual = unit(x, residual)
             if y is not None:
                 outputs.append(y)
         return outputs
+
+    def _last_output(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The last unit's output, each earlier unit computed only where the next one reads it."""
+        device = feats[-1].device
+        need = [None] * len(feats)  # (frames, bins) of unit i that the last unit depends on
+        need[-1] = (torch.arange(feats[-1].shape[2], device=device), torch.arange(feats[-1].shape[3], device=device))
+        for i in range(len(feats) - 2, -1, -1):
+            (t_in, d_in), (t_out, d_out) = feats[i].shape[2:], feats[i + 1].shape[2:]
+            need[i] = (nearest_index(t_in, t_out, device)[need[i + 1][0]],
+                       nearest_index(d_in, d_out, device)[need[i + 1][1]])
+        residual = None
+        for (rows, cols), unit, x in zip(need, self.units, feats):
+            everywhere = _covers(rows, x.shape[2]) and _covers(cols, x.shape[3])
+            h = unit.inp(x) if everywhere else unit.input_at(x, rows, cols)  # (B, m, t, d)
+            residual = h if unit.gate is None else unit.blend(h, residual)   # residual already at these positions
+        return unit.out(residual)

@@ -30,6 +30,12 @@ class FrameNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, F)
+        if x.shape[2] == 1:
+            # One frame (streaming, sekd.streaming): the same statistics as a layer norm over
+            # (C, 1, F), which exports to ONNX as one fused LayerNormalization node.
+            affine = x.shape[1:]
+            return F.layer_norm(x, affine, self.weight[:, None, None].expand(affine),
+                                self.bias[:, None, None].expand(affine), self.eps)
         mean = x.mean(dim=(1, 3), keepdim=True)
         var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
         x = (x - mean) / torch.sqrt(var + self.eps)

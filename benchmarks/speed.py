@@ -1,0 +1,89 @@
+"""Size and speed of our models and of the peers, as ratios to the teacher, in one run.
+
+    python benchmarks/speed.py            # teacher, student-l, student-m, RNNoise, NSNet2; 10 s of audio
+    python benchmarks/speed.py --quick    # 2 s of audio, one timed run (a smoke test of the script)
+
+For each system: parameters, MACs per second of audio, and the single-thread real-time
+factor (processing time / audio duration; below 1 is faster than real time) on one
+10-second noisy file, with torch and onnxruntime limited to one thread. Our models have
+random weights (their cost does not depend on them) and are timed offline, the whole file
+in one pass, STFT to waveform (:func:`sekd.profile.real_time_factor`). The peers are timed
+through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
+resampling its 48 kHz model needs. RTF is the median of the timed runs after one warm-up.
+
+MACs: ours are counted by ptflops on the network (:mod:`sekd.profile`); the peers' are
+their weight matrices used once per 10 ms frame, read from their own model files
+(``peer.cost()``; feature extraction not counted, see :mod:`sekd.peers`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from sekd.audio import SAMPLE_RATE
+from sekd.models import build_enhancer
+from sekd.peers import PEERS, build_peer
+from sekd.profile import macs_per_second, real_time_factor
+
+OURS = ("teacher", "student-l", "student-m")
+
+
+def noisy_file(seconds: float) -> np.ndarray:
+    """A speech-like harmonic signal with syllable envelope, plus white noise at 5 dB SNR."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / SAMPLE_RATE
+    speech = sum(np.sin(k * phase) / k for k in range(1, 12)) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    speech = 0.3 * speech / np.abs(speech).max()
+    noise = rng.standard_normal(t.size) * np.sqrt(np.mean(speech ** 2) / 10 ** 0.5)
+    return (speech + noise).astype(np.float32)
+
+
+def peer_rtf(peer, audio: np.ndarray, runs: int) -> float:
+    peer.enhance(audio)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        peer.enhance(audio)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / (audio.size / SAMPLE_RATE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 s of audio and one timed run")
+    parser.add_argument("--seconds", type=float, default=None, help="audio length (default 10, 2 with --quick)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs (default 3, 1 with --quick)")
+    args = parser.parse_args()
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    runs = args.runs or (1 if args.quick else 3)
+    torch.set_num_threads(1)
+    audio = noisy_file(seconds)
+
+    rows = []
+    for preset in OURS:
+        torch.manual_seed(0)
+        model = build_enhancer(preset)
+        rows.append((preset, sum(p.numel() for p in model.parameters()), macs_per_second(model),
+                     real_time_factor(model, seconds, threads=1, runs=runs)))
+    for name in PEERS:
+        peer = build_peer(name)  # onnxruntime sessions are built with one thread
+        cost = peer.cost()
+        rows.append((name, cost["params"], cost["macs_per_second"], peer_rtf(peer, audio, runs)))
+
+    _, t_params, t_macs, t_rtf = rows[0]
+    print(f"{seconds:g} s of audio, 1 thread, median of {runs} timed run(s) after a warm-up\n")
+    print("| system | parameters | × teacher | MACs/s | × teacher | RTF (1 thread) | × teacher |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, params, macs, rtf in rows:
+        print(f"| {name} | {params:,} | {params / t_params:.3f} | {macs / 1e9:.3f} G | {macs / t_macs:.3f} "
+              f"| {rtf:.4f} | {rtf / t_rtf:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Per-hop cost of streaming enhancement on one thread, as a fraction of the hop's duration.
+
+    python benchmarks/streaming.py              # 500 timed hops per row
+    python benchmarks/streaming.py --hops 2000  # steadier percentiles
+    python benchmarks/streaming.py --quick      # 100 hops, student-m and the peers only
+
+Rows: the causal ``student-m``, the causal ``student-l`` and the teacher, each through the
+streaming engine (``sekd.streaming.StreamingEnhancer``) with PyTorch and with onnxruntime;
+then RNNoise and NSNet2 through their adapters in ``sekd.peers``. The teacher runs as a
+causal model too: an offline teacher attends over the whole file and cannot run per hop,
+and the causal variant has the same convolutions, GRUs and projections per frame (its
+attention reads a 4 s cache instead of the whole file). Weights are random: cost does not
+depend on them. Models without a look-back keep ``sekd.streaming.CACHE_SECONDS`` of
+attention memory.
+
+One timed call is everything a real-time loop does per hop: for our models ``push`` of
+256 new samples (16 ms at 16 kHz) = STFT of one frame, the network step, the polar mask,
+inverse FFT and overlap-add; for RNNoise one 480-sample frame at 48 kHz (10 ms), for NSNet2
+one 160-sample hop at 16 kHz (10 ms). Each is reported as a fraction of its own hop's
+duration (1.0 = exactly real time on one core). One thread everywhere: ``torch.set_num_threads(1)``,
+onnxruntime ``intra_op_num_threads=1``; RNNoise is single-threaded C. 20 warm-up hops are
+not timed. Wall-clock time is what a real-time loop must fit in the hop; the last column,
+the 99th percentile of the thread's CPU time, leaves out the time other processes hold the
+core, so it shows the cost of the code on a shared machine (the load average is printed
+with the table; contention shows first in the wall-clock 99th percentile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from sekd.audio import SAMPLE_RATE  # noqa: E402
+from sekd.models import build_enhancer  # noqa: E402
+from sekd.streaming import StreamingEnhancer  # noqa: E402
+
+WARMUP = 20
+TARGET = 0.25  # causal student-m under ONNX: p99 at most 25 % of the hop
+
+
+def time_calls(call, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Wall-clock and thread CPU seconds per call of ``call(frame)``, warm-up calls dropped."""
+    wall, cpu = np.empty(len(frames)), np.empty(len(frames))
+    for i, frame in enumerate(frames):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        call(frame)
+        wall[i], cpu[i] = time.perf_counter() - start, time.thread_time() - start_cpu
+    return wall[WARMUP:], cpu[WARMUP:]
+
+
+def noise_frames(size: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    audio = 0.1 * np.random.default_rng(seed).standard_normal(size * count).astype(np.float32)
+    return [audio[i * size:(i + 1) * size] for i in range(count)]
+
+
+def ours(preset: str, engine: str, hops: int) -> dict:
+    torch.manual_seed(0)
+    model = build_enhancer(preset, causal=True).eval()
+    streamer = StreamingEnhancer(model, engine=engine, threads=1)
+    hop = model.signal.hop
+    times, cpu = time_calls(streamer.push, noise_frames(hop, hops + WARMUP))
+    return dict(system=f"{preset} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, times=times, cpu=cpu)
+
+
+def peer(name: str, hops: int) -> dict:
+    from sekd.peers import build_peer
+    p = build_peer(name)
+    stream = p.stream()
+    engine = {"rnnoise": "C (librnnoise)", "nsnet2": "onnxruntime"}[name]
+    times, cpu = time_calls(stream.process_frame, noise_frames(p.frame_size, hops + WARMUP))
+    return dict(system=name, engine=engine, hop_ms=1000 * p.frame_size / p.native_rate, times=times, cpu=cpu)
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| system | engine | hop (ms) | mean (ms) | p99 (ms) | mean / hop | p99 / hop | CPU p99 / hop |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mean, p99 = 1000 * r["times"].mean(), 1000 * np.percentile(r["times"], 99)
+        cpu99 = 1000 * np.percentile(r["cpu"], 99)
+        lines.append(f"| {r['system']} | {r['engine']} | {r['hop_ms']:.0f} | {mean:.2f} | {p99:.2f} | "
+                     f"{mean / r['hop_ms']:.1%} | {p99 / r['hop_ms']:.1%} | {cpu99 / r['hop_ms']:.1%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hops", type=int, default=500, help="timed hops per row (default 500)")
+    parser.add_argument("--quick", action="store_true", help="100 hops; student-m and the peers only")
+    args = parser.parse_args()
+    hops = 100 if args.quick else args.hops
+    torch.set_num_threads(1)
+    presets = ["student-m"] if args.quick else ["student-m", "student-l", "teacher"]
+
+    load_before = os.getloadavg()[0]
+    rows = [ours(preset, engine, hops) for preset in presets for engine in ("torch", "onnx")]
+    for name in ("rnnoise", "nsnet2"):
+        try:
+            rows.append(peer(name, hops))
+        except Exception as exc:  # a missing peer package must not hide our own figures
+            print(f"{name}: skipped ({exc})", file=sys.stderr)
+    load_after = os.getloadavg()[0]
+
+    print(format_rows(rows))
+    latency = StreamingEnhancer(build_enhancer("tiny", causal=True))
+    print(f"\n{hops} timed hops per row, one thread; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {load_before:.1f} before / {load_after:.1f} after.")
+    print(f"Algorithmic latency of our models: {latency.latency} samples ({latency.latency_ms:.2f} ms).")
+    student = next(r for r in rows if r["system"].startswith("student-m") and r["engine"] == "onnx")
+    p99 = np.percentile(student["times"], 99) * 1000 / student["hop_ms"]
+    print(f"Target (causal student-m, ONNX, p99 <= {TARGET:.0%} of the hop): {p99:.1%} -> "
+          f"{'met' if p99 <= TARGET else 'NOT met'}.")
+
+
+if __name__ == "__main__":
+    main()

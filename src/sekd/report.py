@@ -1,0 +1,357 @@
+"""``sekd report``: tables and pictures from a study's result files.
+
+Reads every ``result.json`` under a results folder (:mod:`sekd.study`) and writes into the
+output folder:
+
+- ``report.md``: one row per system (input, teacher, peers, every student), the mean over
+  seeds of each metric with its 95 % confidence interval (Student's t, n − 1 degrees of
+  freedom; "±" is the half-width; systems run once get no interval), parameters and MACs
+  per second, and for each distilled student the share of the teacher–student gap it
+  closes on PESQ-WB, (KD − noKD) / (teacher − noKD), with the no-KD student of the same
+  study; a second table gives that share for every metric; then the paired per-file test
+  of I²S-TFCKD against every other student (Wilcoxon signed-rank, two-sided, on per-file
+  PESQ-WB averaged over the seeds both systems have), and which student comes first.
+- ``bars.png`` (means with their intervals), ``calibration.png`` (I²S-TFCKD's calibration
+  weights α per set and stream, student tap × teacher tap, averaged over the evaluation
+  files and the seeds), ``spectrograms.png`` (one evaluation file: noisy, clean, teacher,
+  I²S-TFCKD student, no-KD student; needs the corpus and the checkpoints, skipped with a
+  note when they are gone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from .audio import atomic_write_text
+from .errors import SekdError
+
+log = logging.getLogger("sekd")
+
+METRICS = ("pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_ovrl")
+LABELS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL"}
+KIND_ORDER = {"input": 0, "teacher": 1, "peer": 2, "student": 3}
+NO_KD, I2S = "none", "i2s_tfckd"
+
+
+def load_results(results_dir: str | Path) -> dict[str, list[dict]]:
+    """``{system: [result per seed]}`` from every ``result.json`` under ``results_dir``, in report order."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise SekdError(f"{results_dir}: no such folder")
+    systems: dict[str, list[dict]] = {}
+    for path in sorted(results_dir.rglob("result.json")):
+        try:
+            result = json.loads(path.read_text())
+            systems.setdefault(result["system"], []).append(result)
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise SekdError(f"{path}: not a sekd study result ({exc})") from None
+    if not systems:
+        raise SekdError(f"{results_dir}: no result.json files (run 'sekd study' first)")
+    order = _study_order(results_dir)
+    return dict(sorted(systems.items(), key=lambda item: (KIND_ORDER.get(item[1][0].get("kind"), 9),
+                                                           item[0] != NO_KD, order.get(item[0], 999), item[0])))
+
+
+def _study_order(results_dir: Path) -> dict[str, int]:
+    """Methods, then ablations, in the order the study config lists them (when its study.yaml is there)."""
+    path = results_dir / "study.yaml"
+    if not path.is_file():
+        return {}
+    study = yaml.safe_load(path.read_text()) or {}
+    names = [*(study.get("methods") or []), *(study.get("ablations") or {})]
+    return {name: i for i, name in enumerate(names)}
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its ``level`` confidence interval (t-distribution); NaN width for one value."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    if v.size == 1:
+        return float(v[0]), math.nan
+    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def _metric_values(results: list[dict], metric: str) -> list[float]:
+    return [r["summary"].get(metric) if r["summary"].get(metric) is not None else math.nan for r in results]
+
+
+def summarise_systems(systems: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per system: kind, seeds, params, MACs/s, and (mean, half-width) per metric."""
+    out = {}
+    for name, results in systems.items():
+        entry = {"kind": results[0].get("kind"), "seeds": len(results), "params": results[0].get("params"),
+                 "macs_per_second": results[0].get("macs_per_second"), "method": results[0].get("method")}
+        for m in METRICS:
+            entry[m] = mean_ci(_metric_values(results, m))
+        out[name] = entry
+    return out
+
+
+def gap_closed(student: float, no_kd: float, teacher: float) -> float:
+    """(student_KD − student_noKD) / (teacher − student_noKD); NaN when the teacher is not better than no-KD."""
+    gap = teacher - no_kd
+    return (student - no_kd) / gap if gap > 0 else math.nan
+
+
+def _fmt(metric: str, value: float) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.2f}" if metric == "si_sdr" else f"{value:.3f}"
+
+
+def _fmt_ci(metric: str, mean_half: tuple[float, float]) -> str:
+    mean, half = mean_half
+    return _fmt(metric, mean) if math.isnan(half) else f"{_fmt(metric, mean)} ± {_fmt(metric, half)}"
+
+
+def _fmt_p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.3g}"
+
+
+def _count(value, scale: float = 1.0, unit: str = "") -> str:
+    return "n/a" if value is None else (f"{value:,}" if scale == 1.0 else f"{value / scale:.3f}{unit}")
+
+
+def paired_tests(systems: dict[str, list[dict]], reference: str = I2S, metric: str = "pesq_wb") -> list[dict]:
+    """Wilcoxon signed-rank test of ``reference`` against every other student on per-file ``metric``.
+
+    Per file, each system's scores are averaged over the seeds both systems have; files
+    are matched by id. Returns ``{system, files, mean_diff, wins, p}`` (difference =
+    reference − other).
+    """
+    if reference not in systems:
+        return []
+    tests = []
+    ref_runs = {r["seed"]: r for r in systems[reference]}
+    for name, results in systems.items():
+        if name == reference or results[0].get("kind") != "student":
+            continue
+        seeds = sorted(set(ref_runs) & {r["seed"] for r in results})
+        if not seeds:
+            continue
+        other = {r["seed"]: r for r in results}
+        a, b = _per_file(ref_runs, seeds, metric), _per_file(other, seeds, metric)
+        ids = [i for i in a if i in b and not (math.isnan(a[i]) or math.isnan(b[i]))]
+        diff = np.array([a[i] - b[i] for i in ids])
+        p = math.nan
+        if diff.size and np.any(diff != 0):
+            p = float(stats.wilcoxon(diff, alternative="two-sided").pvalue)
+        tests.append({"system": name, "files": len(ids), "mean_diff": float(diff.mean()) if diff.size else math.nan,
+                      "wins": int((diff > 0).sum()), "p": p})
+    return tests
+
+
+def _per_file(runs: dict[int, dict], seeds: list[int], metric: str) -> dict[str, float]:
+    per_id: dict[str, list[float]] = {}
+    for seed in seeds:
+        for row in runs[seed]["rows"]:
+            value = row.get(metric)
+            per_id.setdefault(row["id"], []).append(math.nan if value is None else value)
+    return {i: float(np.mean(v)) for i, v in per_id.items() if len(v) == len(seeds)}
+
+
+def format_report(systems: dict[str, list[dict]]) -> str:
+    """The markdown of ``report.md`` (see the module docstring)."""
+    summary = summarise_systems(systems)
+    teacher, no_kd = summary.get("teacher"), summary.get(NO_KD)
+    lines = ["| system | seeds | " + " | ".join(LABELS[m] for m in METRICS)
+             + " | parameters | MACs/s | gap closed (PESQ-WB) |",
+             "|---|---:|" + "---:|" * (len(METRICS) + 3)]
+    for name, e in summary.items():
+        gap = ""
+        if e["kind"] == "student" and name != NO_KD and teacher and no_kd:
+            gap = _fmt("", gap_closed(e["pesq_wb"][0], no_kd["pesq_wb"][0], teacher["pesq_wb"][0]))
+        lines.append(f"| {name} | {e['seeds']} | " + " | ".join(_fmt_ci(m, e[m]) for m in METRICS)
+                     + f" | {_count(e['params'])} | {_count(e['macs_per_second'], 1e9, ' G')} | {gap} |")
+    lines += ["", "Mean over seeds ± half-width of the 95 % confidence interval (t-distribution); the input, "
+                  "the peers and the teacher are evaluated once. Gap closed: (KD − noKD) / (teacher − noKD) "
+                  "with the no-KD student `none`; n/a where the teacher is not better than the no-KD student."]
+    if teacher and no_kd:
+        students = [n for n, e in summary.items() if e["kind"] == "student" and n != NO_KD]
+        lines += ["", "### Share of the teacher–student gap closed, per metric", "",
+                  "| system | " + " | ".join(LABELS[m] for m in METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+        lines += [f"| {n} | " + " | ".join(_fmt("", gap_closed(summary[n][m][0], no_kd[m][0], teacher[m][0]))
+                                           for m in METRICS) + " |" for n in students]
+        lines += ["", "teacher − noKD: " + ", ".join(f"{LABELS[m]} {_fmt(m, teacher[m][0] - no_kd[m][0])}"
+                                                     for m in METRICS)]
+    tests = paired_tests(systems)
+    if tests:
+        lines += ["", "### I²S-TFCKD against each other student (per-file PESQ-WB, averaged over seeds)", "",
+                  "| other system | files | mean difference (I²S − other) | files where I²S is better | "
+                  "Wilcoxon p |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {t['system']} | {t['files']} | {t['mean_diff']:+.3f} | {t['wins']} | "
+                  f"{_fmt_p(t['p'])} |" for t in tests]
+    lines += ["", _ranking(summary)]
+    return "\n".join(lines) + "\n"
+
+
+def _ranking(summary: dict[str, dict]) -> str:
+    students = sorted(((e["pesq_wb"][0], n) for n, e in summary.items()
+                       if e["kind"] == "student" and not math.isnan(e["pesq_wb"][0])), reverse=True)
+    if not students:
+        return "No student results yet."
+    best_value, best = students[0]
+    if I2S not in summary:
+        return f"First student by mean PESQ-WB: {best} ({best_value:.3f})."
+    i2s = summary[I2S]["pesq_wb"][0]
+    if best == I2S:
+        runner = f", ahead of {students[1][1]} by {i2s - students[1][0]:.3f}" if len(students) > 1 else ""
+        return f"I²S-TFCKD comes first by mean PESQ-WB ({i2s:.3f}){runner}."
+    rank = [n for _, n in students].index(I2S) + 1
+    return (f"I²S-TFCKD does not come first: it is number {rank} of {len(students)} students by mean PESQ-WB "
+            f"({i2s:.3f}); {best} leads with {best_value:.3f}, {best_value - i2s:.3f} more.")
+
+
+# --------------------------------------------------------------------------- pictures
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_bars(summary: dict[str, dict], path: Path) -> None:
+    plt = _pyplot()
+    names = list(summary)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 0.35 * len(names) + 1.6), sharey=True)
+    colours = {"input": "0.6", "teacher": "tab:red", "peer": "tab:green", "student": "tab:blue"}
+    for ax, m in zip(axes, METRICS):
+        means = [summary[n][m][0] for n in names]
+        halves = [0.0 if math.isnan(summary[n][m][1]) else summary[n][m][1] for n in names]
+        ax.barh(range(len(names)), means, xerr=halves, capsize=3,
+                color=[colours.get(summary[n]["kind"], "0.4") for n in names])
+        low = [v - h for v, h in zip(means, halves) if not math.isnan(v)]
+        high = [v + h for v, h in zip(means, halves) if not math.isnan(v)]
+        if low and m != "si_sdr":  # zoom in on the differences; SI-SDR may be negative, keep its zero
+            span = max(high) - min(low) or 1.0
+            ax.set_xlim(min(low) - 0.1 * span, max(high) + 0.05 * span)
+        ax.set_title(LABELS[m])
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    fig.suptitle("mean over seeds with 95 % confidence interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def average_calibration(results: list[dict]) -> dict[str, dict]:
+    """The ``calibration`` maps of several seeds' results averaged per ``set/stream``."""
+    maps = [r["calibration"] for r in results if r.get("calibration")]
+    if not maps:
+        return {}
+    return {key: {**maps[0][key], "weights": np.mean([np.array(m[key]["weights"]) for m in maps], axis=0)}
+            for key in maps[0]}
+
+
+def plot_calibration(maps: dict[str, dict], path: Path) -> None:
+    plt = _pyplot()
+    keys = list(maps)
+    streams = sorted({k.split("/")[1] for k in keys}, key=lambda s: s != "time")
+    sets = list(dict.fromkeys(k.split("/")[0] for k in keys))
+    fig, axes = plt.subplots(len(streams), len(sets), figsize=(3.9 * len(sets), 3.3 * len(streams)), squeeze=False,
+                             layout="constrained")
+    for r, stream in enumerate(streams):
+        for c, s in enumerate(sets):
+            ax = axes[r][c]
+            entry = maps.get(f"{s}/{stream}")
+            if entry is None:
+                ax.axis("off")
+                continue
+            w = np.asarray(entry["weights"])
+            im = ax.imshow(w, vmin=0, vmax=1, cmap="viridis")
+            for i in range(w.shape[0]):
+                for j in range(w.shape[1]):
+                    ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if w[i, j] < 0.5 else "black")
+            ax.set_xticks(range(w.shape[1]), entry["teacher"], rotation=45, fontsize=7)
+            ax.set_yticks(range(w.shape[0]), entry["student"], fontsize=7)
+            ax.set_title(f"{s} / {stream}", fontsize=9)
+            ax.set_xlabel("teacher tap", fontsize=8)
+            ax.set_ylabel("student tap", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="α (rows sum to 1)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_spectrograms(systems: dict[str, list[dict]], path: Path, results_dir: Path) -> str | None:
+    """Spectrograms of the first evaluation file; returns why they were skipped, or None."""
+    import torch
+
+    from .checkpoint import load_enhancer
+    from .data.datasets import list_pairs, load_pair
+    from .enhance import enhance_array
+    from .signal import SignalConfig, stft
+    wanted = [("teacher", "teacher"), (I2S, "I²S-TFCKD student"), (NO_KD, "no-KD student")]
+    study_file = results_dir / "study.yaml"
+    if not study_file.is_file():
+        return f"{study_file} not found"
+    study = yaml.safe_load(study_file.read_text())
+    ckpts = {}
+    for name, _ in wanted:
+        if name in systems:
+            first = min(systems[name], key=lambda r: r["seed"])
+            if not Path(first.get("checkpoint", "")).is_file():
+                return f"checkpoint {first.get('checkpoint')} not found"
+            ckpts[name] = first["checkpoint"]
+    try:
+        pairs = list_pairs(study["data"], study["evaluation"]["split"])
+    except SekdError as exc:
+        return str(exc)
+    first_id = next(iter(systems.values()))[0]["rows"][0]["id"]
+    pair = next((p for p in pairs if p.id == first_id), None)
+    if pair is None:
+        return f"evaluation file {first_id} not found in {study['data']}"
+    models = {name: load_enhancer(c) for name, c in ckpts.items()}
+    noisy, clean = load_pair(pair, 1)
+    signals = [("noisy", noisy[0]), ("clean", clean)]
+    signals += [(label, enhance_array(models[name], noisy)) for name, label in wanted if name in models]
+    cfg = SignalConfig()
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 1.8 * len(signals)), sharex=True)
+    for ax, (label, wave) in zip(axes, signals):
+        spec = stft(torch.from_numpy(np.asarray(wave, dtype=np.float32)), cfg).abs().numpy().T  # (F, T)
+        db = 20 * np.log10(spec + 1e-6)
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
+                  extent=(0, wave.size / 16000, 0, 8))
+        ax.set_ylabel("kHz")
+        ax.set_title(label, fontsize=9, loc="left")
+    axes[-1].set_xlabel(f"seconds ({pair.id})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.md`` and the PNGs for the study in ``results_dir``; returns the markdown's path."""
+    results_dir = Path(results_dir)
+    systems = load_results(results_dir)
+    out = Path(out_dir) if out_dir else results_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    text = format_report(systems)
+    plot_bars(summarise_systems(systems), out / "bars.png")
+    pictures = ["![metrics](bars.png)"]
+    maps = average_calibration(systems.get(I2S, []))
+    if maps:
+        plot_calibration(maps, out / "calibration.png")
+        pictures.append("![I²S-TFCKD calibration weights](calibration.png)")
+    skipped = plot_spectrograms(systems, out / "spectrograms.png", results_dir)
+    if skipped:
+        log.warning("spectrograms skipped: %s", skipped)
+        pictures.append(f"(spectrograms skipped: {skipped})")
+    else:
+        pictures.append("![spectrograms](spectrograms.png)")
+    path = out / "report.md"
+    atomic_write_text(path, "# Study report\n\n" + text + "\n" + "\n\n".join(pictures) + "\n")
+    return path

@@ -1,0 +1,360 @@
+"""``sekd study``: the whole comparison, resumable run by run.
+
+One study config (``configs/study/*.yaml``) names a teacher config, one student config,
+the seeds, the methods, the I²S-TFCKD ablations, λ and options per method, the peers and
+the evaluation. The study then
+
+1. evaluates the unprocessed input (``OUT/noisy``) and each peer (``OUT/<peer>``) once;
+2. trains the teacher once (``OUT/teacher``, seed ``teacher_seed``, default the first seed)
+   and evaluates its best checkpoint;
+3. for every seed, trains the student once per system and evaluates it
+   (``OUT/<system>/seed<k>``): ``none`` is the student trained on the SE loss alone
+   (plain ``sekd train``, no teacher forward: the same loss as the ``none`` method, for
+   less time), every other method of ``sekd methods`` and every ablation is the same
+   student config with a ``distill`` section added. Data, crops, steps, schedule and
+   evaluation are identical for all; only the method, λ and its options differ.
+
+Every run folder gets a ``result.json`` when the run is finished and evaluated: the
+per-file metric rows, their summary, the evaluated checkpoint, parameters, MACs per second,
+wall times, the resolved config, and for I²S-TFCKD runs with learned calibration the
+calibration weights α averaged over the evaluation files (``calibration``). A run whose
+result exists is skipped when the study is started again (the log says ``skip``); a run
+interrupted during training resumes from its ``last.ckpt``. A result made with a different
+config is refused rather than mixed in.
+
+The study config's keys are those of :class:`StudyConfig`; command-line overrides are
+``key=value`` (``seeds=[0]``, ``evaluation.limit=20``), and dotted keys that start with a
+run config section (``train.max_steps=10``, ``data.num_workers=2``) go to ``common``, the
+overrides applied to every trained run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .audio import SAMPLE_RATE, atomic_write_text
+from .config import SECTIONS, Config, build_section, load_config, parse_override, read_yaml_mapping, set_dotted
+from .data.datasets import Pair, list_pairs, read_noisy
+from .errors import SekdError
+
+log = logging.getLogger("sekd")
+
+NO_KD = "none"
+RESULT = "result.json"
+RUN_SECTIONS = (*SECTIONS, "distill")
+
+
+@dataclass
+class RunSpec:
+    config: str = ""                 # a YAML run config (sections data, model, signal, loss, train)
+    overrides: dict = field(default_factory=dict)  # dotted key -> value, applied on top of it
+
+
+@dataclass
+class EvaluationConfig:
+    split: str = "test"              # manifest split scored
+    limit: int | None = None         # score only the first N files of the split (None = all)
+    dnsmos: bool = True
+    workers: int | None = None       # metric processes (None = all cores)
+    calibration_files: int = 64      # I²S runs: evaluation files (cropped, batched) the α heat maps average
+
+
+@dataclass
+class StudyConfig:
+    out_dir: str = "runs/study"
+    data: str = "data/builtin"       # corpus for training, validation and evaluation (data.train of every run)
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    teacher_seed: int | None = None  # default: the first seed
+    threads: int | None = None       # torch threads for training and evaluation
+    teacher: RunSpec = field(default_factory=RunSpec)
+    student: RunSpec = field(default_factory=RunSpec)
+    common: dict = field(default_factory=dict)     # dotted overrides applied to every trained run
+    methods: list | str = "all"      # names from `sekd methods`, or "all"
+    weights: dict = field(default_factory=dict)    # λ per method (default 1.0)
+    options: dict = field(default_factory=dict)    # the method's options, per method
+    ablations: dict = field(default_factory=dict)  # name -> {method, options, weight}: on top of the method's own
+    peers: list = field(default_factory=lambda: ["rnnoise", "nsnet2"])
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+def _check_list(source: str, key: str, value, kind: type) -> list:
+    if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise SekdError(f"{source}: {key} must be a list of {kind.__name__}, got {value!r}")
+    return value
+
+
+def study_from_dict(raw: dict, source: str) -> StudyConfig:
+    """A :class:`StudyConfig` with every key and type checked; errors name the file and the key."""
+    from .distill import list_methods
+    from .peers import PEERS
+    if not isinstance(raw, dict):
+        raise SekdError(f"{source}: a study config must be a mapping")
+    raw = dict(raw)
+    nested = {"teacher": RunSpec, "student": RunSpec, "evaluation": EvaluationConfig}
+    sections = {k: build_section(k, cls, raw.pop(k, None), source) for k, cls in nested.items()}
+    lists = {k: raw.pop(k) for k in ("seeds", "methods", "peers") if k in raw}
+    cfg = build_section("study", StudyConfig, {**raw, **{k: v for k, v in lists.items() if k == "methods"
+                                                         and isinstance(v, str)}}, source)
+    for k, cls in nested.items():
+        setattr(cfg, k, sections[k])
+    known = [name for name, _ in list_methods()]
+    if "seeds" in lists:
+        cfg.seeds = _check_list(source, "seeds", lists["seeds"], int)
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise SekdError(f"{source}: seeds must be distinct and at least one, got {cfg.seeds}")
+    if "peers" in lists:
+        cfg.peers = _check_list(source, "peers", lists["peers"], str)
+    if "methods" in lists and not isinstance(lists["methods"], str):
+        cfg.methods = _check_list(source, "methods", lists["methods"], str)
+    if cfg.methods == "all":
+        cfg.methods = known
+    elif isinstance(cfg.methods, str):
+        raise SekdError(f"{source}: methods must be a list of method names or 'all', got {cfg.methods!r}")
+    for where, names, choices in (("methods", cfg.methods, known), ("peers", cfg.peers, list(PEERS)),
+                                  ("weights", list(cfg.weights), known), ("options", list(cfg.options), known)):
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise SekdError(f"{source}: {where}: unknown name(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+    for name, spec in cfg.ablations.items():
+        if not isinstance(spec, dict) or set(spec) - {"method", "options", "weight"} or spec.get("method") not in known:
+            raise SekdError(f"{source}: ablations.{name} must be a mapping with 'method' (one of `sekd methods`) "
+                            f"and optionally 'options' and 'weight', got {spec!r}")
+        if name in known or name in ("teacher", "noisy", *PEERS):
+            raise SekdError(f"{source}: ablations.{name}: the name is taken by a method, a peer or the teacher")
+    for role in ("teacher", "student"):
+        if not getattr(cfg, role).config:
+            raise SekdError(f"{source}: {role}.config must name a run config YAML")
+    return cfg
+
+
+def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    """Read a study YAML and apply ``key=value`` overrides (see the module docstring)."""
+    raw = read_yaml_mapping(path, "study config")
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] in RUN_SECTIONS:  # a run config key: for every trained run
+            raw.setdefault("common", {})[".".join(keys)] = value
+        else:
+            set_dotted(raw, keys, value, text)
+    return study_from_dict(raw, str(path))
+
+
+# --------------------------------------------------------------------------- runs
+
+@dataclass
+class Run:
+    """One trained system of the study."""
+
+    system: str          # teacher, none, a method name or an ablation name
+    seed: int
+    out_dir: Path
+    method: str | None   # None: no teacher (the teacher itself and the no-KD student)
+    weight: float = 1.0
+    options: dict = field(default_factory=dict)
+
+
+def plan_runs(study: StudyConfig) -> list[Run]:
+    """The teacher, then per seed: the no-KD student, every method, every ablation."""
+    out = Path(study.out_dir)
+    teacher_seed = study.seeds[0] if study.teacher_seed is None else study.teacher_seed
+    runs = [Run("teacher", teacher_seed, out / "teacher", None)]
+    students = [(m, m, {}, None) for m in study.methods]
+    students += [(name, spec["method"], spec.get("options") or {}, spec.get("weight"))
+                 for name, spec in study.ablations.items()]
+    if NO_KD not in study.methods:  # the baseline every gap is measured from
+        students.insert(0, (NO_KD, NO_KD, {}, None))
+    # The baseline and I²S-TFCKD first, so that an interrupted study already has its main comparison.
+    students.sort(key=lambda s: (s[0] != NO_KD, s[0] != "i2s_tfckd"))
+    for seed in study.seeds:
+        for system, method, extra, weight in students:
+            runs.append(Run(system, seed, out / system / f"seed{seed}", None if method == NO_KD else method,
+                            float(weight if weight is not None else study.weights.get(method, 1.0)),
+                            {**(study.options.get(method) or {}), **extra}))
+    return runs
+
+
+def run_config(study: StudyConfig, run: Run) -> Config:
+    """The resolved run config: base file, ``common``, the role's overrides, then what the study fixes."""
+    spec = study.teacher if run.system == "teacher" else study.student
+    overrides = {**study.common, **spec.overrides, "data.train": study.data, "train.out_dir": str(run.out_dir),
+                 "train.seed": run.seed}
+    if study.threads:
+        overrides["train.threads"] = study.threads
+    cfg = load_config(spec.config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    if run.method is not None:
+        cfg.extra["distill"] = {"teacher": str(Path(study.out_dir) / "teacher" / "checkpoints" / "best.ckpt"),
+                                "method": run.method, "weight": run.weight, "options": run.options}
+    return cfg
+
+
+def _existing_result(path: Path, settings: dict) -> dict | None:
+    """The finished run's result, or None; refuses one made with other settings."""
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s: unreadable, the run is evaluated again", path)
+        return None
+    if result.get("settings") != settings:
+        old = result.get("settings") or {}
+        keys = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
+        raise SekdError(f"{path}: made with other settings ({', '.join(keys)}); use another out_dir or delete "
+                        f"{path.parent} to run it again")
+    return result
+
+
+def _settings(study: StudyConfig, cfg: Config | None = None) -> dict:
+    """What decides a result: the run config and the evaluation (JSON round-tripped, to compare with a file)."""
+    d = {"evaluation": asdict(study.evaluation), "data": study.data}
+    if cfg is not None:
+        d["config"] = cfg.to_dict()
+    return json.loads(json.dumps(d))
+
+
+def evaluation_pairs(study: StudyConfig) -> list[Pair]:
+    e = study.evaluation
+    pairs = list_pairs(study.data, e.split)[:e.limit]
+    if not pairs:
+        raise SekdError(f"{study.data}: no files in split {e.split!r} to evaluate on")
+    return pairs
+
+
+def _score(study: StudyConfig, pairs: list[Pair], name: str, system) -> tuple[list[dict], dict, float]:
+    from .evaluate import score_pairs, summarise
+    start = time.perf_counter()
+    rows = score_pairs(pairs, {name: system} if system is not None else {}, workers=study.evaluation.workers,
+                       dnsmos=study.evaluation.dnsmos, progress=False, include_noisy=system is None)
+    return rows, summarise(rows)[name], time.perf_counter() - start
+
+
+def _write_result(path: Path, result: dict) -> None:
+    from .evaluate import _json_safe
+    atomic_write_text(path, json.dumps(_json_safe(result), indent=1) + "\n")
+
+
+def _json_rows(rows: list[dict]) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items() if k != "system"}
+            for row in rows]
+
+
+def evaluate_untrained(study: StudyConfig, pairs: list[Pair]) -> None:
+    """The unprocessed input and the peers, once each."""
+    from .evaluate import NOISY
+    from .peers import build_peer
+    for name in [NOISY, *study.peers]:
+        path = Path(study.out_dir) / name / RESULT
+        settings = _settings(study)
+        if _existing_result(path, settings):
+            log.info("skip %s: %s exists", name, path)
+            continue
+        log.info("evaluating %s on %d files", name, len(pairs))
+        peer = None if name == NOISY else build_peer(name)
+        rows, summary, seconds = _score(study, pairs, name, peer)
+        cost = peer.cost() if peer else {}
+        _write_result(path, {"system": name, "kind": "input" if peer is None else "peer", "seed": None,
+                             "params": cost.get("params"), "macs_per_second": cost.get("macs_per_second"),
+                             "cost_note": cost.get("note"), "eval_seconds": seconds, "summary": summary,
+                             "rows": _json_rows(rows), "settings": settings})
+
+
+def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
+    """Train (or resume) one run, evaluate its best checkpoint, write its result; skipped when finished."""
+    from .checkpoint import load_enhancer
+    from .profile import macs_per_second
+    cfg = run_config(study, run)
+    settings = _settings(study, cfg)
+    path = run.out_dir / RESULT
+    existing = _existing_result(path, settings)
+    if existing:
+        log.info("skip %s seed %d: %s exists", run.system, run.seed, path)
+        return existing
+    resumed = (run.out_dir / "checkpoints" / "last.ckpt").is_file()
+    log.info("%s %s seed %d in %s", "resuming" if resumed else "training", run.system, run.seed, run.out_dir)
+    start = time.perf_counter()
+    if run.method is None:
+        from .engine.train import train
+        best = train(cfg)
+    else:
+        from .engine.distill import distill
+        best = distill(cfg)
+    train_seconds = time.perf_counter() - start
+    model = load_enhancer(best)
+    rows, summary, eval_seconds = _score(study, pairs, run.system, model)
+    result = {"system": run.system, "kind": "teacher" if run.system == "teacher" else "student",
+              "seed": run.seed, "method": run.method or NO_KD, "weight": run.weight if run.method else None,
+              "options": run.options, "checkpoint": str(best),
+              "params": sum(p.numel() for p in model.parameters()), "macs_per_second": macs_per_second(model),
+              "train_seconds": train_seconds, "resumed": resumed, "eval_seconds": eval_seconds,
+              "summary": summary, "rows": _json_rows(rows), "settings": settings}
+    if run.method == "i2s_tfckd" and run.options.get("calibration", "learned") == "learned":
+        result["calibration"] = calibration_maps(best, pairs[:study.evaluation.calibration_files])
+    _write_result(path, result)
+    log.info("finished %s seed %d: PESQ-WB %.3f (train %.0f s, evaluation %.0f s)", run.system, run.seed,
+             summary.get("pesq_wb", float("nan")), train_seconds, eval_seconds)
+    return result
+
+
+@torch.no_grad()
+def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
+    """I²S-TFCKD's calibration α averaged over ``pairs``: ``{set/stream: {student, teacher, weights [S][S_t]}}``.
+
+    The learned embeddings fix the crop length and batch size, so each file contributes
+    its first training-crop length (zero-padded when shorter), in batches of the training
+    batch size (the list is cycled to fill the last batch).
+    """
+    from .engine.distill import DistillationModule
+    module = DistillationModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    cfg, method = module.cfg, module.method
+    samples, batch = int(cfg.data.crop_seconds * SAMPLE_RATE), cfg.data.batch_size
+    crops = []
+    for pair in pairs:
+        noisy = read_noisy(pair, module.model.in_channels)[:, :samples]
+        crops.append(np.pad(noisy, ((0, 0), (0, samples - noisy.shape[1]))))
+    crops += crops[:(-len(crops)) % batch] if len(crops) >= batch else (crops * batch)[:batch - len(crops)]
+    totals: dict[str, torch.Tensor] = {}
+    batches = 0
+    for start in range(0, len(crops), batch):
+        x = torch.from_numpy(np.stack(crops[start:start + batch]))
+        _, teacher_taps = module.teacher(x, return_taps=True)
+        _, student_taps = module.model(x, return_taps=True)
+        method(student_taps, teacher_taps)
+        for key, alpha in method.last_calibration.items():
+            totals[key] = totals.get(key, 0) + alpha
+        batches += 1
+    names = {s: (method.student_info.sets[s], method.teacher_info.sets[s]) for s in method.student_info.sets}
+    names["inter"] = (method._rep_names(method.student_info), method._rep_names(method.teacher_info))
+    return {key: {"student": list(names[key.split("/")[0]][0]), "teacher": list(names[key.split("/")[0]][1]),
+                  "weights": (total / batches).tolist()} for key, total in totals.items()}
+
+
+def run_study(study: StudyConfig) -> Path:
+    """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`."""
+    out = Path(study.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
+    if study.threads:
+        torch.set_num_threads(study.threads)
+    pairs = evaluation_pairs(study)
+    runs = plan_runs(study)
+    start = time.perf_counter()
+    evaluate_untrained(study, pairs)
+    for i, run in enumerate(runs, start=1):
+        log.info("[%d/%d] %s seed %d (%.0f s elapsed)", i, len(runs), run.system, run.seed,
+                 time.perf_counter() - start)
+        train_and_evaluate(study, run, pairs)
+    log.info("study finished in %.0f s: %s", time.perf_counter() - start, out)
+    return out
+
+
+def study(config: str | Path, overrides: list[str] = ()) -> Path:
+    """``sekd study CONFIG [overrides]``: load the study config and run it."""
+    return run_study(load_study(config, overrides))

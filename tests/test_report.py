@@ -1,0 +1,89 @@
+"""The study report from synthetic result files: numbers checked by hand, pictures written."""
+
+import json
+import math
+
+import pytest
+
+from sekd.cli import main
+from sekd.errors import SekdError
+from sekd.report import format_report, gap_closed, load_results, mean_ci, paired_tests
+
+FILES = ["a", "b", "c", "d", "e", "f"]
+
+
+def write_result(root, system, kind, seed, pesq, per_file_offset=0.0, calibration=None):
+    """A result.json whose summary PESQ-WB is ``pesq`` and whose per-file PESQ-WB is pesq + offset + i/100."""
+    rows = [{"id": f, "pesq_wb": pesq + per_file_offset + i / 100, "stoi": 0.8, "estoi": 0.6, "si_sdr": 10.0,
+             "dnsmos_ovrl": None} for i, f in enumerate(FILES)]
+    result = {"system": system, "kind": kind, "seed": seed, "params": 1000, "macs_per_second": 2_500_000_000,
+              "summary": {"files": 6, "pesq_wb": pesq, "stoi": 0.8, "estoi": 0.6, "si_sdr": 10.0 + (seed or 0),
+                          "dnsmos_ovrl": None}, "rows": rows}
+    if calibration:
+        result["calibration"] = calibration
+    folder = root / system / (f"seed{seed}" if seed is not None else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "study"
+    write_result(root, "noisy", "input", None, 1.5)
+    write_result(root, "rnnoise", "peer", None, 1.7)
+    write_result(root, "teacher", "teacher", 0, 3.0)
+    cal = {"encoder/time": {"student": ["enc1", "enc2"], "teacher": ["enc1", "enc2", "enc3"],
+                            "weights": [[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]}}
+    for seed, (nokd, i2s, pkt) in enumerate([(2.0, 2.4, 2.2), (2.2, 2.6, 2.1), (2.4, 2.8, 2.3)]):
+        write_result(root, "none", "student", seed, nokd)
+        write_result(root, "i2s_tfckd", "student", seed, i2s, per_file_offset=0.0, calibration=cal)
+        write_result(root, "pkt", "student", seed, pkt, per_file_offset=-0.05 * (FILES.index("a") + 1))
+    return root
+
+
+def test_mean_ci_by_hand():
+    mean, half = mean_ci([2.0, 2.2, 2.4])
+    # s = 0.2, t(0.975, 2) = 4.302653, half = 4.302653 * 0.2 / sqrt(3)
+    assert mean == pytest.approx(2.2) and half == pytest.approx(4.302653 * 0.2 / math.sqrt(3), rel=1e-6)
+    assert math.isnan(mean_ci([1.0])[1]) and math.isnan(mean_ci([])[0])
+
+
+def test_gap_closed():
+    assert gap_closed(2.6, 2.2, 3.0) == pytest.approx(0.5)
+    assert math.isnan(gap_closed(2.6, 2.2, 2.0))  # the teacher is not better: no gap to close
+
+
+def test_table_rows_numbers_and_significance(results):
+    systems = load_results(results)
+    assert list(systems) == ["noisy", "teacher", "rnnoise", "none", "i2s_tfckd", "pkt"]
+    text = format_report(systems)
+    row = next(line for line in text.splitlines() if line.startswith("| i2s_tfckd |"))
+    assert "| 3 | 2.600 ± 0.497 |" in row            # mean and CI half-width over the three seeds
+    assert row.rstrip().endswith("| 1,000 | 2.500 G | 0.500 |")  # (2.6 − 2.2) / (3.0 − 2.2)
+    assert "| teacher | 1 | 3.000 |" in text and "| rnnoise | 1 | 1.700 |" in text
+    assert "n/a" in row  # DNSMOS missing everywhere
+    tests = {t["system"]: t for t in paired_tests(systems)}
+    assert set(tests) == {"none", "pkt"}
+    assert tests["none"]["files"] == 6 and tests["none"]["mean_diff"] == pytest.approx(0.4)
+    assert tests["none"]["wins"] == 6 and tests["none"]["p"] == pytest.approx(0.03125)  # exact test, 6 of 6
+    assert "I²S-TFCKD comes first" in text
+
+
+def test_i2s_not_first_is_said_plainly(results):
+    for seed in range(3):
+        write_result(results, "pkt", "student", seed, 3.5)
+    text = format_report(load_results(results))
+    assert "I²S-TFCKD does not come first: it is number 2 of 3" in text and "pkt leads with 3.500, 0.900 more" in text
+
+
+def test_cli_writes_report_and_pictures(results, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(results), "-o", str(out)]) == 0
+    assert "| none |" in (out / "report.md").read_text()
+    assert (out / "bars.png").stat().st_size > 5000 and (out / "calibration.png").stat().st_size > 5000
+    assert "spectrograms skipped" in (out / "report.md").read_text()  # no study.yaml, no corpus
+
+
+def test_no_results(tmp_path):
+    with pytest.raises(SekdError, match="no result.json"):
+        load_results(tmp_path)

@@ -1,0 +1,103 @@
+"""A tiny study end to end: results per run, resumable without retraining, then its report."""
+
+import json
+
+import pytest
+import yaml
+
+from sekd.cli import main
+from sekd.errors import SekdError
+from sekd.study import load_study, plan_runs
+
+TINY = {"model.preset": "tiny", "data.batch_size": 4, "data.crop_seconds": 1.0, "data.valid_files": 2,
+        "train.max_steps": 2, "train.val_every": 2, "train.warmup_steps": 1, "train.log_every": 1}
+
+
+def write_study(path, corpus, out):
+    path.write_text(yaml.safe_dump({
+        "out_dir": str(out), "data": str(corpus), "seeds": [0, 1], "threads": 1,
+        "teacher": {"config": "configs/cpu-teacher.yaml"}, "student": {"config": "configs/cpu-student.yaml"},
+        "common": TINY, "methods": ["i2s_tfckd", "pkt"],
+        "options": {"i2s_tfckd": {"fusion_channels": 8, "checkpoint": False}},
+        "weights": {"pkt": 0.5},
+        "ablations": {"i2s-intra-only": {"method": "i2s_tfckd", "options": {"inter": False}}},
+        "peers": ["nsnet2"],
+        "evaluation": {"limit": 3, "dnsmos": False, "workers": 1, "calibration_files": 4},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    assert main(["data", "build", str(out), "--small", "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_study(corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    config = write_study(root / "study.yaml", corpus, root / "out")
+    assert main(["study", str(config)]) == 0
+    return config, root / "out"
+
+
+def test_plan_covers_teacher_baseline_methods_and_ablations(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out"), ["seeds=[3]"])
+    runs = plan_runs(study)
+    assert [(r.system, r.seed) for r in runs] == [("teacher", 3), ("none", 3), ("i2s_tfckd", 3), ("pkt", 3),
+                                                   ("i2s-intra-only", 3)]
+    ablation = runs[-1]
+    assert ablation.method == "i2s_tfckd" and ablation.options == {"fusion_channels": 8, "checkpoint": False,
+                                                                    "inter": False}
+    assert runs[3].weight == 0.5 and runs[1].method is None
+
+
+def test_bad_study_configs(tmp_path):
+    path = write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out")
+    with pytest.raises(SekdError, match="unknown name"):
+        load_study(path, ["methods=[nope]"])
+    with pytest.raises(SekdError, match="seeds"):
+        load_study(path, ["seeds=[1, 1]"])
+    with pytest.raises(SekdError, match="unknown key"):
+        load_study(path, ["evaluation.lmit=3"])
+
+
+def test_study_writes_results_and_skips_finished_runs(finished_study, caplog):
+    config, out = finished_study
+    runs = sorted(p.relative_to(out).as_posix() for p in out.rglob("result.json"))
+    assert runs == ["i2s-intra-only/seed0/result.json", "i2s-intra-only/seed1/result.json",
+                    "i2s_tfckd/seed0/result.json", "i2s_tfckd/seed1/result.json", "noisy/result.json",
+                    "none/seed0/result.json", "none/seed1/result.json", "nsnet2/result.json",
+                    "pkt/seed0/result.json", "pkt/seed1/result.json", "teacher/result.json"]
+    i2s = json.loads((out / "i2s_tfckd" / "seed0" / "result.json").read_text())
+    assert len(i2s["rows"]) == 3 and i2s["summary"]["files"] == 3 and i2s["params"] > 0 and i2s["macs_per_second"] > 0
+    cal = i2s["calibration"]
+    assert set(cal) == {f"{s}/{t}" for s in ("encoder", "middle", "decoder", "inter") for t in ("time", "second")}
+    enc = cal["encoder/time"]
+    assert enc["student"] == ["enc1", "enc2", "enc3"] and len(enc["weights"]) == 3
+    assert all(abs(sum(row) - 1) < 1e-4 for row in enc["weights"])
+    assert "calibration" not in json.loads((out / "pkt" / "seed0" / "result.json").read_text())
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")}
+    results = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    with caplog.at_level("INFO", logger="sekd"):
+        assert main(["study", str(config)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == stamps  # nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == results
+    assert sum("skip" in r.getMessage() for r in caplog.records) == len(results)
+
+
+def test_changed_settings_are_refused(finished_study):
+    config, out = finished_study
+    assert main(["study", str(config), "evaluation.limit=2"]) == 2  # one error line, nothing mixed in
+
+
+def test_report_from_the_study(finished_study, tmp_path):
+    _, out = finished_study
+    assert main(["report", str(out), "-o", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    for system in ("noisy", "teacher", "nsnet2", "none", "i2s_tfckd", "pkt", "i2s-intra-only"):
+        assert f"| {system} |" in text
+    for png in ("bars.png", "calibration.png", "spectrograms.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 5000
