@@ -21,7 +21,7 @@ and the high-water mark follows the allocator's history more than the method.
 Printed: a markdown table per method (step time and step memory, with ratios to ``none``,
 the no-KD step through the same path, teacher forward included; ``(SE only)`` skips the
 teacher), the share of the I²S-TFCKD step spent on distillation, I²S-TFCKD memory at
-several crop lengths, and I²S-TFCKD cost with narrower or no fusion chains.
+several crop lengths, and I²S-TFCKD cost without recomputation, with narrower or no fusion chains.
 """
 
 from __future__ import annotations
@@ -159,10 +159,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {seconds:g} | {1 + int(seconds * 16000) // 256} | {r['step_mb']:.0f} | {n['step_mb']:.0f} | "
                   f"{r['peak_mb']:.0f} | {r['step_s']:.2f} |")
 
-        # Where the I²S-TFCKD cost sits: the fusion chains' width m, and no fusion at all.
+        # Where the I²S-TFCKD cost sits: recomputing the fusion chains in backward, their width m, no fusion.
         print("\n| I²S-TFCKD options | step s | KD share | step MB | extra params |")
         print("|---|---|---|---|---|")
-        for options in ({}, {"fusion_channels": 64}, {"fusion_channels": 32}, {"fusion": False}):
+        for options in ({}, {"checkpoint": False}, {"fusion_channels": 64}, {"fusion_channels": 32},
+                        {"fusion": False}):
             r = i2s if not options else measure(args, "i2s_tfckd", crop, options)
             print(f"| {json.dumps(options)} | {r['step_s']:.2f} | {1 - ref['step_s'] / r['step_s']:.0%} | "
                   f"{r['step_mb']:.0f} | {r['extra_params']:,} |")

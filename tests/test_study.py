@@ -1,13 +1,14 @@
 """A tiny study end to end: results per run, resumable without retraining, then its report."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from sekd.cli import main
 from sekd.errors import SekdError
-from sekd.study import load_study, plan_runs
+from sekd.study import load_study, plan_runs, run_config
 
 TINY = {"model.preset": "tiny", "data.batch_size": 4, "data.crop_seconds": 1.0, "data.valid_files": 2,
         "train.max_steps": 2, "train.val_every": 2, "train.warmup_steps": 1, "train.log_every": 1}
@@ -101,3 +102,14 @@ def test_report_from_the_study(finished_study, tmp_path):
         assert f"| {system} |" in text
     for png in ("bars.png", "calibration.png", "spectrograms.png"):
         assert (tmp_path / "report" / png).stat().st_size > 5000
+
+
+@pytest.mark.parametrize("preset", sorted(Path("configs/study").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_study_presets_resolve_every_run(preset):
+    """Every run of the CPU and paper presets gets a valid run config (keys and types checked)."""
+    study = load_study(preset)
+    runs = plan_runs(study)
+    assert len(runs) == 1 + len(study.seeds) * 14  # teacher + (none, 9 methods, 4 ablations) per seed
+    for run in runs[:15]:
+        cfg = run_config(study, run)
+        assert ("distill" in cfg.extra) == (run.method is not None)
