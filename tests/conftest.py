@@ -35,10 +35,10 @@ def write_pair_folder(root, n: int = 3, seconds: float = 1.0, channels: int = 1,
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory):
-    """The built-in corpus, --small, built once per session."""
-    from sekd.data.build import build_corpus
+    """The built-in corpus, --small, built once per session through the CLI."""
+    from sekd.cli import main
     out = tmp_path_factory.mktemp("small-corpus")
-    build_corpus(out, small=True, progress=False)
+    assert main(["data", "build", str(out), "--small", "-q"]) == 0
     return out
 
 

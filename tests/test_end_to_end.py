@@ -1,4 +1,4 @@
-"""The whole story on a small built corpus, through the CLI: build, train, distil, evaluate, enhance."""
+"""The whole story on the small built corpus, through the CLI: train, distil, evaluate, enhance."""
 
 import json
 
@@ -13,37 +13,30 @@ TINY = ["model.preset=tiny", "data.batch_size=4", "data.crop_seconds=1.0", "data
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus")
-    assert main(["data", "build", str(out), "--small", "-q"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def teacher(corpus, tmp_path_factory):
+def teacher(small_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={corpus}", f"train.out_dir={out}", *TINY]) == 0
+    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={small_corpus}", f"train.out_dir={out}", *TINY]) == 0
     return out / "checkpoints" / "best.ckpt"
 
 
-def test_training_writes_resumable_checkpoints(corpus, teacher, tmp_path):
+def test_training_writes_resumable_checkpoints(small_corpus, teacher, tmp_path):
     run = teacher.parent.parent
     assert (run / "config.yaml").is_file() and (run / "csv" / "metrics.csv").is_file()
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 4
     # Starting the finished run again resumes from last.ckpt and trains no further step.
-    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={corpus}", f"train.out_dir={run}", *TINY]) == 0
+    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={small_corpus}", f"train.out_dir={run}", *TINY]) == 0
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
     # Continuing with more steps picks up where it stopped.
     more = [*TINY, "train.max_steps=6"]
-    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={corpus}", f"train.out_dir={run}", *more]) == 0
+    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={small_corpus}", f"train.out_dir={run}", *more]) == 0
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
 
 
-def test_distil_evaluate_enhance(corpus, teacher, tmp_path):
+def test_distil_evaluate_enhance(small_corpus, teacher, tmp_path):
     before = {k: v.clone() for k, v in load_enhancer(teacher).state_dict().items()}
     kd_run = tmp_path / "student"
-    assert main(["distill", "configs/cpu-distill.yaml", f"data.train={corpus}", f"train.out_dir={kd_run}",
+    assert main(["distill", "configs/cpu-distill.yaml", f"data.train={small_corpus}", f"train.out_dir={kd_run}",
                  f"distill.teacher={teacher}", "distill.options={fusion_channels: 8}", *TINY]) == 0
     student = kd_run / "checkpoints" / "best.ckpt"
     after = load_enhancer(teacher).state_dict()
@@ -51,11 +44,11 @@ def test_distil_evaluate_enhance(corpus, teacher, tmp_path):
     assert load_enhancer(student).network.args["channels"] == 8
 
     scores = tmp_path / "scores.json"
-    assert main(["evaluate", "--data", str(corpus), "--ckpt", f"teacher={teacher}", "--ckpt", f"student={student}",
+    assert main(["evaluate", "--data", str(small_corpus), "--ckpt", f"teacher={teacher}", "--ckpt", f"student={student}",
                  "--json", str(scores), "--csv", str(tmp_path / "scores.csv"), "--limit", "3", "--no-dnsmos", "-q"]) == 0
     summary = json.loads(scores.read_text())
     assert list(summary["summary"]) == ["noisy", "teacher", "student"]
 
     out = tmp_path / "enhanced"
-    assert main(["enhance", "--ckpt", str(student), str(corpus / "test" / "noisy"), "-o", str(out), "-q"]) == 0
-    assert len(list(out.glob("*.wav"))) == len(list((corpus / "test" / "noisy").glob("*.wav")))
+    assert main(["enhance", "--ckpt", str(student), str(small_corpus / "test" / "noisy"), "-o", str(out), "-q"]) == 0
+    assert len(list(out.glob("*.wav"))) == len(list((small_corpus / "test" / "noisy").glob("*.wav")))

@@ -14,9 +14,9 @@ TINY = {"model.preset": "tiny", "data.batch_size": 4, "data.crop_seconds": 1.0, 
         "train.max_steps": 2, "train.val_every": 2, "train.warmup_steps": 1, "train.log_every": 1}
 
 
-def write_study(path, corpus, out):
+def write_study(path, small_corpus, out):
     path.write_text(yaml.safe_dump({
-        "out_dir": str(out), "data": str(corpus), "seeds": [0, 1], "threads": 1,
+        "out_dir": str(out), "data": str(small_corpus), "seeds": [0, 1], "threads": 1,
         "teacher": {"config": "configs/cpu-teacher.yaml"}, "student": {"config": "configs/cpu-student.yaml"},
         "common": TINY, "methods": ["i2s_tfckd", "pkt"],
         "options": {"i2s_tfckd": {"fusion_channels": 8, "checkpoint": False}},
@@ -29,16 +29,9 @@ def write_study(path, corpus, out):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus")
-    assert main(["data", "build", str(out), "--small", "-q"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def finished_study(corpus, tmp_path_factory):
+def finished_study(small_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    config = write_study(root / "study.yaml", corpus, root / "out")
+    config = write_study(root / "study.yaml", small_corpus, root / "out")
     assert main(["study", str(config)]) == 0
     return config, root / "out"
 

@@ -257,15 +257,20 @@ def _settings(seed: int, small: bool) -> dict:
     }))
 
 
-def _is_complete(out: Path, settings: dict) -> bool:
+def finished_rows(out: Path, table: str, settings: dict) -> list[dict]:
+    """The rows of ``out/table`` when an earlier build with these ``settings`` finished; else []."""
     try:
         info = json.loads((out / "corpus.json").read_text())
-        with open(out / "manifest.csv", newline="") as fh:
+        with open(out / table, newline="") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, ValueError):
-        return False
-    return (bool(rows) and all(info.get(key) == value for key, value in settings.items())
-            and all((out / row[kind]).is_file() for row in rows for kind in ("noisy", "clean")))
+        return []
+    return rows if all(info.get(key) == value for key, value in settings.items()) else []
+
+
+def _is_complete(out: Path, settings: dict) -> bool:
+    rows = finished_rows(out, "manifest.csv", settings)
+    return bool(rows) and all((out / row[kind]).is_file() for row in rows for kind in ("noisy", "clean"))
 
 
 def _clear(out: Path, own_names: set[str] = OWN_NAMES) -> None:

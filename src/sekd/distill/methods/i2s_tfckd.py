@@ -31,10 +31,11 @@ Implements method.md §3 (the released demo's reading unless an option says othe
   values detached.
 
 Efficiency: each tap's Gram matrices and distributions are computed once per call and
-shared by all its pairs (the demo recomputes them per pair). The fusion chains run at full
-resolution with m channels; storing their activations cost 3.5 GB for a 1 s crop at batch 8
-(teacher → student-m), so by default (``checkpoint``) they are recomputed during the
-backward pass instead (same values and gradients, one more chain forward).
+shared by all its pairs (the demo recomputes them per pair). The fusion chains compute each
+unit only at the positions the representative depends on (:class:`FusionChain`: the
+bottleneck's 64 bins instead of 257 at dec3 and 129 at enc1/dec2; same values and
+gradients). With ``checkpoint`` they are also recomputed during the backward pass instead
+of keeping their activations (one more chain forward, less memory).
 
 Ablations: ``intra``/``inter`` switch either loss off; ``calibration: uniform`` sets
 α = 1/(teacher taps) (the teacher fusion units, whose only gradient comes through the keys,
