@@ -5,18 +5,19 @@
 
 A step is: teacher forward with taps under no_grad, student forward with taps, SE loss
 (MSE on the waveform) + KD loss, backward, Adam step on student and method parameters.
-Weights are random (cost does not depend on them). Each configuration runs in its own
-subprocess: 1 warm-up step, then the mean over the timed steps.
-
-Memory is the process's resident-set high-water mark (``resource.getrusage`` ru_maxrss):
-what the machine actually has to provide, allocator caching and autograd buffers included.
-tracemalloc does not see torch's allocations, and torch.profiler's memory records slow the
-step it measures; the high-water mark cannot be reset within a process, hence one process
-per configuration. "step MB" is the peak minus the mark reached after building the models,
-the method, the optimiser and the batch, i.e. what the training step itself adds. Workers
-run with glibc's mmap threshold fixed at 1 MiB (``MALLOC_MMAP_THRESHOLD_``): by default it
-grows to 32 MiB after the first large free, freed tensors below that then stay in the heap,
-and the high-water mark follows the allocator's history more than the method.
+Weights are random (cost does not depend on them). Each configuration runs in two
+subprocesses. Timing: 1 warm-up step, then the mean over the timed steps, with the
+allocator as training has it. Memory is the resident-set high-water mark (``resource.getrusage`` ru_maxrss) of a
+second process (1 warm-up + 1 step): what the machine actually has to provide, allocator
+caching and autograd buffers included. tracemalloc does not see torch's allocations, and
+torch.profiler's memory records slow the step it measures; the high-water mark cannot be
+reset within a process, hence one process per configuration. "step MB" is the peak minus
+the mark reached after building the models, the method, the optimiser and the batch, i.e.
+what the training step itself adds. The memory process runs with glibc's mmap threshold
+fixed at 1 MiB (``MALLOC_MMAP_THRESHOLD_``): by default it grows to 32 MiB after the first
+large free, freed tensors below that then stay in the heap, and the high-water mark follows
+the allocator's history more than the method. That setting makes every large tensor a
+fresh mmap and doubles the step time here, which is why timing has a process of its own.
 
 Printed: a markdown table per method (step time and step memory, with ratios to ``none``,
 the no-KD step through the same path, teacher forward included; ``(SE only)`` skips the
@@ -85,16 +86,24 @@ def worker(args: argparse.Namespace) -> dict:
                 extra_params=method.extra_parameters() if method else 0)
 
 
-def measure(args: argparse.Namespace, method: str, seconds: float, options: dict) -> dict:
+def _worker_run(args: argparse.Namespace, method: str, seconds: float, options: dict, steps: int, warmup: int,
+                env: dict) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--method", method, "--seconds", str(seconds),
            "--teacher", args.teacher, "--student", args.student, "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(args.threads),
            "--options", json.dumps(options)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"{method} at {seconds} s failed:\n{done.stderr}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace, method: str, seconds: float, options: dict) -> dict:
+    """Step time from a process with the default allocator, memory from one with a fixed mmap threshold."""
+    timing = _worker_run(args, method, seconds, options, args.steps, args.warmup, dict(os.environ))
+    memory = _worker_run(args, method, seconds, options, 1, 1,
+                         {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
+    result = {**timing, "peak_mb": memory["peak_mb"], "step_mb": memory["step_mb"]}
     print(f"  {method} {seconds:g} s: {result}", file=sys.stderr, flush=True)
     return result
 
