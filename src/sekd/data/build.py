@@ -257,6 +257,16 @@ def _settings(seed: int, small: bool) -> dict:
     }))
 
 
+def build_workers(seed, workers: int | None) -> int:
+    """Checks a build's seed and worker count; returns the worker count (default: all CPUs)."""
+    if not isinstance(seed, int) or seed < 0:
+        raise SekdError(f"seed must be a non-negative integer (got {seed!r})")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise SekdError(f"workers must be at least 1 (got {workers})")
+    return workers
+
+
 def finished_rows(out: Path, table: str, settings: dict) -> list[dict]:
     """The rows of ``out/table`` when an earlier build with these ``settings`` finished; else []."""
     try:
@@ -308,11 +318,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False,
     ``workers`` processes (default: all CPUs) do not change the output. Installs missing
     Debian packages first (see debian.py). See the module docstring for the recipe.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise SekdError(f"seed must be a non-negative integer (got {seed!r})")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise SekdError(f"workers must be at least 1 (got {workers})")
+    workers = build_workers(seed, workers)
     out = Path(out_dir)
     manifest = out / "manifest.csv"
     settings = _settings(seed, small)

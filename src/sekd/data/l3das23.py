@@ -277,11 +277,7 @@ def build_l3das23(out_dir: str | os.PathLike, seed: int = 0, small: bool = False
     ``small``: 40/8/8 mixtures of at most 3 s (tests); default 900/150/150 of at most 6 s.
     ``workers`` processes (default: all CPUs) do not change the output. See the module docstring.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise SekdError(f"seed must be a non-negative integer (got {seed!r})")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise SekdError(f"workers must be at least 1 (got {workers})")
+    workers = build.build_workers(seed, workers)
     out = Path(out_dir)
     settings = _settings(seed, small)
     if _is_complete(out, settings):
