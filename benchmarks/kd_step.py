@@ -19,7 +19,11 @@ large free, freed tensors below that then stay in the heap, and the high-water m
 the allocator's history more than the method. That setting makes every large tensor a
 fresh mmap and doubles the step time here, which is why timing has a process of its own.
 
-Printed: a markdown table per method (step time and step memory, with ratios to ``none``,
+FLOPs: one more, untimed step in the timing process under ``torch.utils.flop_counter``, which
+counts every matmul and convolution (the GRUs' too, checkpoint recomputation included) but no
+elementwise work: a hardware-neutral view of what distillation adds.
+
+Printed: a markdown table per method (step time, FLOPs and step memory, with ratios to ``none``,
 the no-KD step through the same path, teacher forward included; ``(SE only)`` skips the
 teacher), the share of the I²S-TFCKD step spent on distillation, I²S-TFCKD memory at
 several crop lengths, and I²S-TFCKD cost without recomputation, with narrower or no fusion chains.
@@ -41,6 +45,7 @@ SE_ONLY = "(SE only)"
 def worker(args: argparse.Namespace) -> dict:
     import torch
     from torch.nn import functional as F
+    from torch.utils.flop_counter import FlopCounterMode
 
     from sekd.distill import TapInfo, build_method
     from sekd.models import build_enhancer
@@ -60,9 +65,8 @@ def worker(args: argparse.Namespace) -> dict:
     noisy, clean = torch.randn(args.batch, samples), torch.randn(args.batch, samples)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    steps, kd_forward = [], []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
+    def train_step() -> tuple[float, float]:
+        """One optimiser step; returns when the KD forward started and ended."""
         if method is None:
             loss = F.mse_loss(student(noisy), clean)
             kd_start = kd_end = time.perf_counter()
@@ -77,30 +81,46 @@ def worker(args: argparse.Namespace) -> dict:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        return kd_start, kd_end
+
+    steps, kd_forward = [], []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        kd_start, kd_end = train_step()
         if step >= args.warmup:
             steps.append(time.perf_counter() - start)
             kd_forward.append(kd_end - kd_start)
+    flops = 0
+    if args.flops:  # one more step, untimed: the counter sees every matmul and convolution, GRUs included
+        with FlopCounterMode(display=False) as counter:
+            train_step()
+        flops = counter.get_total_flops()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return dict(step_s=sum(steps) / len(steps), kd_forward_s=sum(kd_forward) / len(kd_forward),
                 peak_mb=peak / 1024, step_mb=(peak - base) / 1024,
-                extra_params=method.extra_parameters() if method else 0)
+                extra_params=method.extra_parameters() if method else 0, gflop=flops / 1e9)
 
 
 def _worker_run(args: argparse.Namespace, method: str, seconds: float, options: dict, steps: int, warmup: int,
-                env: dict) -> dict:
+                env: dict, flops: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--method", method, "--seconds", str(seconds),
            "--teacher", args.teacher, "--student", args.student, "--batch", str(args.batch),
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(args.threads),
-           "--options", json.dumps(options)]
+           "--options", json.dumps(options), *(["--flops"] if flops else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
-        raise RuntimeError(f"{method} at {seconds} s failed:\n{done.stderr}")
+        why = "killed, most likely out of memory" if done.returncode == -9 else done.stderr.strip()[-2000:]
+        raise WorkerFailed(f"{method} {options or ''} at {seconds:g} s failed (exit {done.returncode}): {why}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(args: argparse.Namespace, method: str, seconds: float, options: dict) -> dict:
-    """Step time from a process with the default allocator, memory from one with a fixed mmap threshold."""
-    timing = _worker_run(args, method, seconds, options, args.steps, args.warmup, dict(os.environ))
+class WorkerFailed(RuntimeError):
+    """One configuration could not be measured; the others still are."""
+
+
+def measure(args: argparse.Namespace, method: str, seconds: float, options: dict, flops: bool = True) -> dict:
+    """Step time (and FLOPs) from a process with the default allocator, memory from one with a fixed mmap threshold."""
+    timing = _worker_run(args, method, seconds, options, args.steps, args.warmup, dict(os.environ), flops=flops)
     memory = _worker_run(args, method, seconds, options, 1, 1,
                          {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
     result = {**timing, "peak_mb": memory["peak_mb"], "step_mb": memory["step_mb"]}
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--student", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
@@ -147,10 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"no-KD step timed first and last: {results['none']['step_s']:.2f} s and {again['step_s']:.2f} s; "
           f"ratios use {ref['step_s']:.2f} s\n")
     results["none"] = ref
-    print("| method | step s | × none | KD forward s | step MB | × none | peak RSS MB | extra params |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | step s | × none | KD forward s | step GFLOP | × none | step MB | × none | peak RSS MB "
+          "| extra params |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['step_s']:.2f} | {r['step_s'] / ref['step_s']:.2f} | {r['kd_forward_s']:.3f} | "
+              f"{r['gflop']:.0f} | {r['gflop'] / ref['gflop']:.2f} | "
               f"{r['step_mb']:.0f} | {r['step_mb'] / ref['step_mb']:.2f} | {r['peak_mb']:.0f} | "
               f"{r['extra_params']:,} |")
 
@@ -159,23 +182,34 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nI²S-TFCKD share of its step spent on distillation: "
               f"{1 - ref['step_s'] / i2s['step_s']:.0%} (1 − t_none / t_i2s: forward, backward and optimiser "
               f"of the KD part); KD forward alone {i2s['kd_forward_s'] / i2s['step_s']:.0%} of the step "
-              f"(target ≤ 25 %)\n")
+              f"(target ≤ 25 %). Share of the step's matmul and convolution FLOPs: "
+              f"{1 - ref['gflop'] / i2s['gflop']:.0%} (the time share where those run equally fast everywhere "
+              f"and elementwise work is free)\n")
         print("| crop s | frames | I²S step MB | none step MB | I²S peak RSS MB | I²S step s |")
         print("|---|---|---|---|---|---|")
         for seconds in crops:
-            r = i2s if seconds == crop else measure(args, "i2s_tfckd", seconds, {})
-            n = ref if seconds == crop else measure(args, "none", seconds, {})
-            print(f"| {seconds:g} | {1 + int(seconds * 16000) // 256} | {r['step_mb']:.0f} | {n['step_mb']:.0f} | "
+            frames = 1 + int(seconds * 16000) // 256
+            try:
+                r = i2s if seconds == crop else measure(args, "i2s_tfckd", seconds, {}, flops=False)
+                n = ref if seconds == crop else measure(args, "none", seconds, {}, flops=False)
+            except WorkerFailed as error:
+                print(f"| {seconds:g} | {frames} | {error} | | | |")
+                continue
+            print(f"| {seconds:g} | {frames} | {r['step_mb']:.0f} | {n['step_mb']:.0f} | "
                   f"{r['peak_mb']:.0f} | {r['step_s']:.2f} |")
 
         # Where the I²S-TFCKD cost sits: recomputing the fusion chains in backward, their width m, no fusion.
-        print("\n| I²S-TFCKD options | step s | KD share | step MB | extra params |")
-        print("|---|---|---|---|---|")
+        print("\n| I²S-TFCKD options | step s | KD share | KD FLOP share | step MB | extra params |")
+        print("|---|---|---|---|---|---|")
         for options in ({}, {"checkpoint": False}, {"fusion_channels": 64}, {"fusion_channels": 32},
                         {"fusion": False}):
-            r = i2s if not options else measure(args, "i2s_tfckd", crop, options)
+            try:
+                r = i2s if not options else measure(args, "i2s_tfckd", crop, options)
+            except WorkerFailed as error:
+                print(f"| {json.dumps(options)} | {error} | | | | |")
+                continue
             print(f"| {json.dumps(options)} | {r['step_s']:.2f} | {1 - ref['step_s'] / r['step_s']:.0%} | "
-                  f"{r['step_mb']:.0f} | {r['extra_params']:,} |")
+                  f"{1 - ref['gflop'] / r['gflop']:.0%} | {r['step_mb']:.0f} | {r['extra_params']:,} |")
 
 
 if __name__ == "__main__":

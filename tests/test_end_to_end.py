@@ -52,3 +52,24 @@ def test_distil_evaluate_enhance(small_corpus, teacher, tmp_path):
     out = tmp_path / "enhanced"
     assert main(["enhance", "--ckpt", str(student), str(small_corpus / "test" / "noisy"), "-o", str(out), "-q"]) == 0
     assert len(list(out.glob("*.wav"))) == len(list((small_corpus / "test" / "noisy").glob("*.wav")))
+
+
+def test_every_method_sees_the_same_batches(small_corpus, teacher, tmp_path, monkeypatch):
+    """A method's own modules draw random numbers at build; the batch order and crops must not move."""
+    from sekd.engine.module import EnhancementModule
+
+    seen: dict[str, list[float]] = {}
+    step = EnhancementModule.training_step
+
+    def recording_step(self, batch, batch_idx):
+        seen.setdefault(type(self).__name__, []).append(batch[0].double().sum().item())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(EnhancementModule, "training_step", recording_step)
+    short = [*TINY, "train.max_steps=3", "train.val_every=100"]
+    assert main(["train", "configs/cpu-teacher.yaml", f"data.train={small_corpus}",
+                 f"train.out_dir={tmp_path / 'plain'}", *short]) == 0
+    assert main(["distill", "configs/cpu-distill.yaml", f"data.train={small_corpus}", f"train.out_dir={tmp_path / 'kd'}",
+                 f"distill.teacher={teacher}", "distill.method=fitnets", "distill.options={}", *short]) == 0
+    plain, distilled = seen.values()
+    assert len(plain) == 3 and plain == distilled

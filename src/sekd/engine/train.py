@@ -47,6 +47,10 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     t = cfg.train
     L.seed_everything(t.seed, workers=True, verbose=False)  # before the module: it fixes the initial weights
     module = module_class(cfg.to_dict())
+    # Again after the build: a distillation method's modules draw from the same generator, and
+    # the batch order and crop offsets must not depend on how much they drew (same data for
+    # every method of a study).
+    L.seed_everything(t.seed, workers=True, verbose=False)
     if t.threads:
         torch.set_num_threads(t.threads)
     out = Path(t.out_dir)
