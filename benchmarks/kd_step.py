@@ -7,9 +7,9 @@ A step is: teacher forward with taps under no_grad, student forward with taps, S
 (MSE on the waveform) + KD loss, backward, Adam step on student and method parameters.
 Weights are random (cost does not depend on them). Each configuration runs in two
 subprocesses. Timing: 1 warm-up step, then the mean over the timed steps, with the
-allocator as training has it. Memory is the resident-set high-water mark (``resource.getrusage`` ru_maxrss) of a
-second process (1 warm-up + 1 step): what the machine actually has to provide, allocator
-caching and autograd buffers included. tracemalloc does not see torch's allocations, and
+allocator as training has it. Memory is the resident-set high-water mark
+(``resource.getrusage`` ru_maxrss) of a second process (1 warm-up + 1 step): what the machine
+actually has to provide, allocator caching and autograd buffers included. tracemalloc does not see torch's allocations, and
 torch.profiler's memory records slow the step it measures; the high-water mark cannot be
 reset within a process, hence one process per configuration. "step MB" is the peak minus
 the mark reached after building the models, the method, the optimiser and the batch, i.e.
@@ -17,7 +17,7 @@ what the training step itself adds. The memory process runs with glibc's mmap th
 fixed at 1 MiB (``MALLOC_MMAP_THRESHOLD_``): by default it grows to 32 MiB after the first
 large free, freed tensors below that then stay in the heap, and the high-water mark follows
 the allocator's history more than the method. That setting makes every large tensor a
-fresh mmap and doubles the step time here, which is why timing has a process of its own.
+fresh mmap and slows the step (up to 2× here), which is why timing has a process of its own.
 
 FLOPs: one more, untimed step in the timing process under ``torch.utils.flop_counter``, which
 counts every matmul and convolution (the GRUs' too, checkpoint recomputation included) but no
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {name: measure(args, name, crop, {}) for name in [SE_ONLY, *names]}
     # On a shared machine the load changes during the run: the no-KD step is timed again at
     # the end, and the less disturbed of the two timings is the reference for the ratios.
-    again = measure(args, "none", crop, {})
+    again = measure(args, "none", crop, {}, flops=False)  # its FLOPs are those of the first run
     ref = dict(results["none"], step_s=min(results["none"]["step_s"], again["step_s"]))
     print(f"no-KD step timed first and last: {results['none']['step_s']:.2f} s and {again['step_s']:.2f} s; "
           f"ratios use {ref['step_s']:.2f} s\n")

@@ -69,7 +69,8 @@ def test_every_method_sees_the_same_batches(small_corpus, teacher, tmp_path, mon
     short = [*TINY, "train.max_steps=3", "train.val_every=100"]
     assert main(["train", "configs/cpu-teacher.yaml", f"data.train={small_corpus}",
                  f"train.out_dir={tmp_path / 'plain'}", *short]) == 0
-    assert main(["distill", "configs/cpu-distill.yaml", f"data.train={small_corpus}", f"train.out_dir={tmp_path / 'kd'}",
-                 f"distill.teacher={teacher}", "distill.method=fitnets", "distill.options={}", *short]) == 0
+    assert main(["distill", "configs/cpu-distill.yaml", f"data.train={small_corpus}",
+                 f"train.out_dir={tmp_path / 'kd'}", f"distill.teacher={teacher}", "distill.method=fitnets",
+                 "distill.options={}", *short]) == 0
     plain, distilled = seen.values()
     assert len(plain) == 3 and plain == distilled
