@@ -32,9 +32,9 @@ Implements method.md §3 (the released demo's reading unless an option says othe
 
 Efficiency: each tap's Gram matrices and distributions are computed once per call and
 shared by all its pairs (the demo recomputes them per pair). The fusion chains compute each
-unit only at the positions the representative depends on (:class:`FusionChain`: the
-bottleneck's 64 bins instead of 257 at dec3 and 129 at enc1/dec2; same values and
-gradients). With ``checkpoint`` they are also recomputed during the backward pass instead
+unit only at the positions the representative depends on (:class:`FusionChain`; same values
+and gradients, no full-resolution activations, but about 9 % more FLOPs for the InstanceNorm
+statistics: see the README). With ``checkpoint`` they are also recomputed during the backward pass instead
 of keeping their activations (one more chain forward, less memory).
 
 Ablations: ``intra``/``inter`` switch either loss off; ``calibration: uniform`` sets
