@@ -7,7 +7,10 @@ function says otherwise.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,42 +56,100 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
                 subtype: str = "PCM_16") -> None:
-    """Write ``[channels, samples]`` (or ``[samples]``) audio atomically.
+    """Write ``[channels, samples]`` (or ``[samples]``) audio atomically (see :func:`atomic_write`).
 
-    The data goes to a temporary file in the same folder, which is then renamed over the
-    target, so an interrupted run never leaves a half-written file under the final name.
+    Integer subtypes cannot hold samples beyond ±1: callers limit loud audio first
+    (:func:`limit_peaks`), so the clip here only catches rounding.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
     if subtype.startswith("PCM"):
         audio = np.clip(audio, -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".wav")
-    os.close(fd)
-    try:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV"))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    """Write a text file atomically (see :func:`atomic_write`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a binary file atomically (temporary file in the same folder, then rename)."""
+    """Write a binary file atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+TEMP_MARK = ".sekd-"  # our temporary files: .<target name>.sekd-<host>-<pid>-<random>.tmp
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.sekd-(?P<host>.+)-(?P<pid>\d+)-[^.]+\.tmp$")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """Make ``path`` appear complete or not at all, even after a kill or a power cut.
+
+    ``write(tmp)`` fills a temporary file in the target's own folder (a rename across
+    filesystems would be a copy that a kill can truncate); the file is flushed to disk,
+    given the mode the umask allows (mkstemp's 0600 would hide it from the group), renamed
+    over the target, and the folder entry is flushed too. The temporary name carries host
+    and process id, so :func:`remove_stale_temps` can tell a dead writer's leftovers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-",
+                               suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that a killed sekd process of this host left in ``folder``; returns them.
+
+    Only our own names (see :func:`atomic_write`) whose writer no longer runs; another
+    host's or a live process's temporary files are left alone.
+    """
+    folder, host, removed = Path(folder), socket.gethostname(), []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if match and match["host"] == host and not _process_alive(int(match["pid"])) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

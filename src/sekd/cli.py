@@ -1,7 +1,8 @@
 """The ``sekd`` command. Every subcommand is a thin layer over a documented library function.
 
 ``main(argv)`` is callable from tests; user errors (:class:`SekdError`) print one line and
-exit with status 2, never a traceback.
+exit with the error's status (2, or 130/143 for a training stopped by a signal), never a
+traceback. The exit codes are listed in :mod:`sekd.errors`.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SekdError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
