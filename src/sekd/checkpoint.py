@@ -59,7 +59,10 @@ def load_enhancer(path: str | Path, device: str = "cpu") -> SpeechEnhancer:
     ckpt = read_checkpoint_file(path, device)
     if not isinstance(ckpt, dict) or "sekd" not in ckpt or "state_dict" not in ckpt:
         raise SekdError(f"{path}: not a sekd checkpoint (no model configuration inside)")
-    model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+    try:
+        model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SekdError(f"{path}: the stored model configuration is not one this sekd builds ({exc})") from None
     state = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     try:
         model.load_state_dict(state)

@@ -312,7 +312,7 @@ def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
     batch size (the list is cycled to fill the last batch).
     """
     from .engine.distill import DistillationModule
-    module = DistillationModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    module = DistillationModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True).eval()
     cfg, method = module.cfg, module.method
     samples, batch = int(cfg.data.crop_seconds * SAMPLE_RATE), cfg.data.batch_size
     crops = []
