@@ -6,6 +6,7 @@ function says otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,15 @@ import soxr
 from .errors import SekdError
 
 SAMPLE_RATE = 16000
+
+log = logging.getLogger("sekd")
+
+# File name endings of the formats libsndfile reads (soundfile.available_formats(), MP3 included).
+AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
+                            ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64", ".nist", ".sph", ".voc", ".htk",
+                            ".sf", ".ircam", ".mat", ".paf", ".svx", ".xi", ".sd2", ".avr", ".wve", ".pvf", ".sds"})
+# WAV subtypes an enhanced file keeps from its input; others (lossy, 8-bit, μ-law) become PCM_16.
+KEPT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
@@ -46,6 +56,43 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
     return data, sr
 
 
+def output_subtype(path: str | os.PathLike) -> str:
+    """The WAV subtype that keeps ``path``'s resolution: its own when WAV holds it, else PCM_16."""
+    try:
+        subtype = sf.info(str(path)).subtype
+    except Exception:
+        return "PCM_16"
+    return subtype if subtype in KEPT_SUBTYPES else "PCM_16"
+
+
+def wav_truncation(path: str | os.PathLike) -> str | None:
+    """For a RIFF WAV file whose data chunk declares more bytes than the file holds: a note saying so.
+
+    libsndfile reads such a file up to its end without a word; the missing part was lost
+    when the file was cut (a copy or a recording that stopped).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(fh.fileno()).st_size
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                length = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    available = size - fh.tell()
+                    if 0 < length < 0xFFFFFFFF and length > available:  # 0 and ~0: size left open by a streaming writer
+                        return (f"{path}: the data chunk declares {length} bytes but the file holds {available}: "
+                                f"truncated; using the {available} bytes there")
+                    return None
+                fh.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample ``[channels, samples]`` float audio with soxr (high quality)."""
     if sr_in == sr_out:
@@ -58,15 +105,36 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
                 subtype: str = "PCM_16") -> None:
     """Write ``[channels, samples]`` (or ``[samples]``) audio atomically (see :func:`atomic_write`).
 
-    Integer subtypes cannot hold samples beyond ±1: callers limit loud audio first
-    (:func:`limit_peaks`), so the clip here only catches rounding.
+    Integer subtypes cannot hold samples beyond ±1: loud audio is scaled down to full scale
+    as a whole, with a warning naming the file, never clipped silently. Float subtypes
+    keep every value.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
     if subtype.startswith("PCM"):
-        audio = np.clip(audio, -1.0, 1.0)
+        peak = float(np.abs(audio).max()) if audio.size else 0.0
+        if peak > 1.0:
+            audio = audio / peak
+            log.warning("warning: %s: peak %.2f above full scale; scaled down by %.1f dB to fit %s instead of "
+                        "clipping", path, peak, 20 * np.log10(peak), subtype)
     atomic_write(path, lambda tmp: sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV"))
+
+
+def check_output_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Refuse, before any work, an output file that is a folder, an input, or in a folder we cannot write."""
+    path = Path(path)
+    if path.is_dir():
+        raise SekdError(f"-o {path}: a folder; give a file name")
+    if any(Path(i).exists() and path.exists() and path.samefile(i) for i in inputs):
+        raise SekdError(f"-o {path}: the output is the input file; it would be overwritten")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SekdError(f"-o {path}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise SekdError(f"-o {path}: the folder {path.parent} is not writable")
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

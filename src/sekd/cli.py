@@ -120,7 +120,10 @@ def cmd_enhance(args) -> int:
 def cmd_stream(args) -> int:
     import torch
 
+    from .audio import check_output_file
     from .streaming import load_streamer, stream_file
+    if args.output != "-":
+        check_output_file(args.output, (args.input,) if args.input != "-" else ())
     torch.set_num_threads(args.threads)
     engine = "onnx" if args.onnx else args.engine
     streamer = load_streamer(args.ckpt, engine=engine, onnx_model=args.onnx)

@@ -20,10 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..audio import SAMPLE_RATE, read_audio
+from ..audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_audio
 from ..errors import SekdError
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 log = logging.getLogger("sekd")
 
