@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .audio import (AUDIO_SUFFIXES, SAMPLE_RATE, atomic_write, output_subtype, remove_stale_temps, resample,
                     wav_truncation, write_audio)
 from .data.datasets import read_channels
+from .device import model_device
 from .errors import SekdError
 from .models import SpeechEnhancer
 
@@ -36,7 +37,7 @@ def _enhance_chunk(model: SpeechEnhancer, audio: torch.Tensor) -> np.ndarray:
     n = audio.shape[-1]
     if n < model.signal.n_fft:
         audio = torch.nn.functional.pad(audio, (0, model.signal.n_fft - n))
-    return model(audio[None])[0, :n].numpy()
+    return model(audio[None].to(model_device(model)))[0, :n].float().cpu().numpy()
 
 
 def enhance_array(model: SpeechEnhancer, audio: np.ndarray, chunk_seconds: float = 10.0,

@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from .audio import SAMPLE_RATE, atomic_write_text
+from .device import resolve_device
 from .config import SECTIONS, Config, build_section, load_config, parse_override, read_yaml_mapping, set_dotted
 from .data.datasets import Pair, list_pairs, read_noisy
 from .errors import SekdError
@@ -65,6 +66,7 @@ class EvaluationConfig:
     dnsmos: bool = True
     workers: int | None = None       # metric processes (None = all cores)
     calibration_files: int = 64      # I²S runs: evaluation files (cropped, batched) the α heat maps average
+    device: str | None = None        # models run here: cpu, cuda, cuda:1 (None = cuda when available); not a setting
 
 
 @dataclass
@@ -214,7 +216,8 @@ def _existing_result(path: Path, settings: dict) -> dict | None:
 
 def _settings(study: StudyConfig, cfg: Config | None = None) -> dict:
     """What decides a result: the run config and the evaluation (JSON round-tripped, to compare with a file)."""
-    d = {"evaluation": asdict(study.evaluation), "data": study.data}
+    evaluation = {k: v for k, v in asdict(study.evaluation).items() if k != "device"}  # same scores anywhere
+    d = {"evaluation": evaluation, "data": study.data}
     if cfg is not None:
         d["config"] = cfg.to_dict()
     return json.loads(json.dumps(d))
@@ -287,7 +290,7 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
         from .engine.distill import distill
         best = distill(cfg)
     train_seconds = time.perf_counter() - start
-    model = load_enhancer(best)
+    model = load_enhancer(best, device=str(resolve_device(study.evaluation.device)))
     rows, summary, eval_seconds = _score(study, pairs, run.system, model)
     result = {"system": run.system, "kind": "teacher" if run.system == "teacher" else "student",
               "seed": run.seed, "method": run.method or NO_KD, "weight": run.weight if run.method else None,
@@ -336,6 +339,15 @@ def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
                   "weights": (total / batches).tolist()} for key, total in totals.items()}
 
 
+def check_study_data(study: StudyConfig, pairs: list[Pair], runs: list[Run]) -> None:
+    """Every problem of the evaluation, training and validation data, before hours of training."""
+    from .data.checks import require_good_pairs
+    for channels in sorted({run_config(study, run).model.in_channels for run in runs}):
+        require_good_pairs(pairs, f"{study.data}: evaluation data (split {study.evaluation.split!r})", channels)
+        for split in ("train", "valid"):
+            require_good_pairs(list_pairs(study.data, split), f"{study.data}: {split} data", channels)
+
+
 def run_study(study: StudyConfig) -> Path:
     """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`."""
     out = Path(study.out_dir)
@@ -343,8 +355,10 @@ def run_study(study: StudyConfig) -> Path:
     atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
     if study.threads:
         torch.set_num_threads(study.threads)
+    resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
     pairs = evaluation_pairs(study)
     runs = plan_runs(study)
+    check_study_data(study, pairs, runs)
     start = time.perf_counter()
     evaluate_untrained(study, pairs)
     for i, run in enumerate(runs, start=1):

@@ -19,11 +19,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 
 from ..audio import SAMPLE_RATE, atomic_write_text
+from ..checkpoint import read_checkpoint_file
 from ..config import Config
+from ..data.checks import MIN_SAMPLES, require_good_pairs
 from ..data.datasets import CropDataset, EpochBatchSampler, ResumableLoader, ShardSampler, WholeFileDataset, list_pairs
 from ..errors import SekdError
 from .module import EnhancementModule
@@ -38,6 +40,11 @@ def make_loaders(cfg: Config) -> tuple[DataLoader, DataLoader]:
     valid_pairs = list_pairs(d.valid or d.train, "valid")
     if d.valid_files is not None:
         valid_pairs = valid_pairs[: d.valid_files]
+    # Every file up front: a NaN file would fail only when the shuffled loader reaches it, a
+    # tiny validation file would crash every validation.
+    for pairs, what in ((train_pairs, f"{d.train}: training data"),
+                        (valid_pairs, f"{d.valid or d.train}: validation data")):
+        require_good_pairs(pairs, what, cfg.model.in_channels, min_samples=max(MIN_SAMPLES, cfg.signal.n_fft))
     if len(train_pairs) < d.batch_size:
         raise SekdError(f"{d.train}: {len(train_pairs)} training mixtures, fewer than one batch of {d.batch_size}")
     m = cfg.model.in_channels
@@ -49,6 +56,17 @@ def make_loaders(cfg: Config) -> tuple[DataLoader, DataLoader]:
     return train, valid
 
 
+def check_same_model(ckpt: Path, cfg: Config) -> None:
+    """Refuse to resume ``ckpt`` with another model or signal path than it was trained with."""
+    stored = read_checkpoint_file(ckpt).get("hyper_parameters", {}).get("config", {})
+    new = cfg.to_dict()
+    changed = [f"{section}.{key}: {old!r} -> {new[section].get(key)!r}" for section in ("model", "signal")
+               for key, old in stored.get(section, {}).items() if new[section].get(key) != old]
+    if changed:
+        raise SekdError(f"train.out_dir={cfg.train.out_dir}: holds a run of another model ({'; '.join(changed)}); "
+                        "use another train.out_dir, or train.resume=false to start it over")
+
+
 def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint.
 
@@ -58,7 +76,13 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     t = cfg.train
     out = Path(t.out_dir)
     ckpt_dir = out / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise SekdError(f"train.out_dir={out}: an existing file, not a folder")
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise SekdError(f"train.accelerator={t.accelerator}: no CUDA GPU is available here; use cpu or auto")
     resume = choose_resume_checkpoint(ckpt_dir) if t.resume and ckpt_dir.is_dir() else None
+    if resume:
+        check_same_model(resume, cfg)
     L.seed_everything(t.seed, workers=True, verbose=False)  # before the module: it fixes the initial weights
     module = module_class(cfg.to_dict())
     # Again after the build, for anything else that draws from the global generator (the data
@@ -67,22 +91,28 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     if t.threads:
         torch.set_num_threads(t.threads)
     train_loader, valid_loader = make_loaders(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/pesq_wb", mode="max",
                            save_top_k=1, save_last=True, auto_insert_metric_name=False,
                            enable_version_counter=False)  # best stays best.ckpt, the path the README names
     last = ckpt_dir / "last.ckpt"
     on_signal = SaveOnSignal(last)
-    trainer = L.Trainer(
-        max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
-        gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
-        callbacks=[best, on_signal], default_root_dir=out, num_sanity_val_steps=0,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
-        logger=[TensorBoardLogger(out, name="tensorboard", version=""), AppendingCSVLogger(out, name="csv", version="")],
-    )
+    try:
+        trainer = L.Trainer(
+            max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
+            gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
+            strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
+            callbacks=[best, on_signal], default_root_dir=out, num_sanity_val_steps=0,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
+            logger=[TensorBoardLogger(out, name="tensorboard", version=""),
+                    AppendingCSVLogger(out, name="csv", version="")],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise SekdError(f"train.accelerator={t.accelerator}, train.devices={t.devices}, train.strategy={t.strategy}, "
+                        f"train.precision={t.precision}, train.num_nodes={t.num_nodes}: Lightning refuses them "
+                        f"({exc})") from None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
     train_loader.batch_sampler.position = lambda: trainer.global_step  # restored before the first batch
     if resume:
         log.info("resuming from %s", resume)
