@@ -41,6 +41,7 @@ from .errors import SekdError
 from .metrics import ALL_METRICS, score_file, score_file_l3das23
 from .models import SpeechEnhancer
 from .peers import PEER_PREFIX, build_peer
+from .workers import die_with_parent
 
 log = logging.getLogger("sekd")
 
@@ -79,6 +80,12 @@ def enhance_system(system, noisy: np.ndarray) -> np.ndarray:
     return system.enhance(noisy)
 
 
+def metric_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned (not forked: no torch thread pool inherited) single-task workers that die with this process."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
                 dnsmos: bool = True, progress: bool = True, include_noisy: bool = True, metric: str = "standard",
                 asr: str = "pocketsphinx") -> list[dict]:
@@ -106,7 +113,7 @@ def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
     scores: dict[tuple[int, int], dict[str, float]] = {}
     pending: dict[Future, tuple[int, int]] = {}
     torch_threads = torch.get_num_threads()
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    pool = metric_pool(workers)
     bar = tqdm(total=len(pairs) * len(systems), desc="evaluate", unit="score", disable=not progress)
 
     def collect(block: bool) -> None:
