@@ -33,3 +33,28 @@ def test_bad_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(SekdError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.max_steps=-5", "train.max_steps must be at least 1"),
+    ("train.max_steps=0", "train.max_steps must be at least 1"),  # nothing trained would be reported as best
+    ("data.batch_size=0", "data.batch_size must be at least 1"),
+    ("data.crop_seconds=-1", "data.crop_seconds must be greater than 0"),
+    ("train.lr=-1", "train.lr must be greater than 0"),
+    ("train.val_every=0", "train.val_every must be at least 1"),
+    ("train.devices=abc", "train.devices must be auto"),
+    ("train.accelerator=tpx", "train.accelerator must be one of"),
+    ("train.seed=-1", "train.seed must be in"),
+    ("loss.compress=0", "loss.compress must be in"),
+    ("train.lr_min=0.1", "must not exceed train.lr"),
+    ("signal.hop=1024", "must not exceed signal.n_fft"),
+])
+def test_values_out_of_range_name_the_key(override, message):
+    with pytest.raises(SekdError, match=message):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("override", ["train.devices=2", "train.devices=0,1", "train.devices=-1", "train.devices=auto",
+                                      "train.threads=null", "data.valid_files=null"])
+def test_valid_values_pass(override):
+    load_config(None, [override])

@@ -61,10 +61,11 @@ def test_enhance_keeps_rate_and_length_and_reports_bad_files(tmp_path, tiny_ckpt
     assert len(lines) == 4
     for name in ["empty.wav", "nosamples.wav", "garbage.wav", "missing.wav"]:
         assert sum(name in line for line in lines) == 1, name
-    data, sr = sf.read(out / "good44k.wav")
+    # Names relative to the folder holding both inputs (the folder and missing.wav): out/in/...
+    data, sr = sf.read(out / "in" / "good44k.wav")
     assert sr == 44100 and data.shape == (int(1.5 * 44100),)
-    assert sf.info(out / "tiny.wav").frames == 160
-    assert sorted(p.name for p in out.iterdir()) == ["good44k.wav", "tiny.wav"]  # no temporary files left
+    assert sf.info(out / "in" / "tiny.wav").frames == 160
+    assert sorted(p.name for p in (out / "in").iterdir()) == ["good44k.wav", "tiny.wav"]  # no temporary files left
 
 
 def test_enhance_refuses_wrong_channel_count(tmp_path, tiny_ckpt, capsys):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pickle
+
 import torch
 
+from .audio import atomic_write
 from .errors import SekdError
 from .models import SpeechEnhancer
 
@@ -23,23 +26,43 @@ def enhancer_payload(model: SpeechEnhancer) -> dict:
 
 def save_enhancer(model: SpeechEnhancer, path: str | Path) -> None:
     state = {PREFIX + k: v for k, v in model.state_dict().items()}
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save({"sekd": enhancer_payload(model), "state_dict": state}, tmp)
-    tmp.replace(path)
+    save_checkpoint_file({"sekd": enhancer_payload(model), "state_dict": state}, path)
+
+
+def save_checkpoint_file(checkpoint: dict, path: str | Path) -> None:
+    """``torch.save`` that never leaves a truncated file under ``path`` (see ``audio.atomic_write``)."""
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def read_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint's contents, unpickled with ``weights_only=True``: tensors and plain data only.
+
+    Checkpoints are shared between people, and a full unpickle runs whatever code the file
+    names; a file that needs more than plain data is refused, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SekdError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SekdError(f"{path}: refused: the checkpoint holds more than tensors and plain data, and loading it "
+                        f"could run code from the file ({first_line})") from None
+    except Exception as exc:  # truncated, not a zip/pickle at all, ...
+        raise SekdError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def load_enhancer(path: str | Path, device: str = "cpu") -> SpeechEnhancer:
     """Rebuild the enhancer stored in a checkpoint, in eval mode."""
     path = Path(path)
-    if not path.is_file():
-        raise SekdError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:
-        raise SekdError(f"{path}: not a readable checkpoint ({exc})") from None
+    ckpt = read_checkpoint_file(path, device)
     if not isinstance(ckpt, dict) or "sekd" not in ckpt or "state_dict" not in ckpt:
         raise SekdError(f"{path}: not a sekd checkpoint (no model configuration inside)")
-    model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+    try:
+        model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SekdError(f"{path}: the stored model configuration is not one this sekd builds ({exc})") from None
     state = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     try:
         model.load_state_dict(state)

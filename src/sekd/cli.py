@@ -1,7 +1,8 @@
 """The ``sekd`` command. Every subcommand is a thin layer over a documented library function.
 
 ``main(argv)`` is callable from tests; user errors (:class:`SekdError`) print one line and
-exit with status 2, never a traceback.
+exit with the error's status (2, or 130/143 for a training stopped by a signal), never a
+traceback. The exit codes are listed in :mod:`sekd.errors`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def cmd_evaluate(args) -> int:
     systems = _named_checkpoints([*args.ckpt, *(f"peer:{name}" for name in args.peer)])
     summary = evaluate_many(systems, args.data, split=args.split, json_out=args.json,
                             csv_out=args.csv, workers=args.workers, limit=args.limit, dnsmos=not args.no_dnsmos,
-                            progress=not args.quiet, metric=args.metric, asr=args.asr)
+                            progress=not args.quiet, metric=args.metric, asr=args.asr, skip_bad=args.skip_bad,
+                            device=args.device)
     print(format_table(summary, note=asr_note(args.asr) if args.metric == "l3das23" else ""))
     return 0
 
@@ -111,7 +113,8 @@ def cmd_enhance(args) -> int:
         model = StreamedModel(load_streamer(args.ckpt, engine=args.engine))
         chunking = dict(chunk_seconds=1e9)  # the stream's memory is bounded: no chunks needed
     else:
-        model = load_enhancer(args.ckpt)
+        from .device import resolve_device
+        model = load_enhancer(args.ckpt, device=str(resolve_device(args.device)))
     errors = enhance_files(model, args.inputs, args.output, progress=not args.quiet, format=args.format, **chunking)
     return 1 if errors else 0
 
@@ -119,7 +122,10 @@ def cmd_enhance(args) -> int:
 def cmd_stream(args) -> int:
     import torch
 
+    from .audio import check_output_file
     from .streaming import load_streamer, stream_file
+    if args.output != "-":
+        check_output_file(args.output, (args.input,) if args.input != "-" else ())
     torch.set_num_threads(args.threads)
     engine = "onnx" if args.onnx else args.engine
     streamer = load_streamer(args.ckpt, engine=engine, onnx_model=args.onnx)
@@ -145,8 +151,11 @@ def cmd_profile(args) -> int:
     from .profile import format_profile, profile_model
     if (args.model is None) == (args.ckpt is None):
         raise SekdError("give exactly one of --model PRESET or --ckpt CKPT")
+    from .device import resolve_device
+    device = resolve_device(args.device)
     model = load_enhancer(args.ckpt) if args.ckpt else build_enhancer(args.model, in_channels=args.in_channels,
                                                                       causal=args.causal)
+    model = model.to(device)
     result = profile_model(model, seconds=args.seconds, rtf_threads=args.threads)
     print(json.dumps(result) if args.json else format_profile(result))
     return 0
@@ -217,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR",
                    help="recogniser for --metric l3das23: pocketsphinx (offline, not comparable with the "
                         "challenge) or a local wav2vec2-base-960h folder (needs sekd[asr])")
+    e.add_argument("--skip-bad", action="store_true",
+                   help="leave out (and count) pairs with problems (silent or stereo reference, lengths that "
+                        "differ, NaN, too short) instead of refusing the data")
+    e.add_argument("--device", default=None, help="run the models on this device: cpu, cuda, cuda:1 "
+                   "(default: cuda when a GPU is available, else cpu)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate)
 
@@ -252,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--stream", action="store_true",
                    help="causal models: run the streaming engine hop by hop (sekd stream), one thread")
     n.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="with --stream: PyTorch or onnxruntime")
+    n.add_argument("--device", default=None, help="run the model on this device: cpu, cuda, cuda:1 (default: cuda "
+                   "when a GPU is available, else cpu; --stream runs on the CPU)")
     n.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     n.set_defaults(func=cmd_enhance)
 
@@ -284,22 +300,36 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--causal", action="store_true", help="causal variant (with --model)")
     f.add_argument("--seconds", type=float, default=10.0, help="audio length for the real-time factor")
     f.add_argument("--threads", type=int, default=None, help="torch threads for the real-time factor")
+    f.add_argument("--device", default=None, help="run the model on this device: cpu, cuda, cuda:1 "
+                   "(default: cuda when a GPU is available, else cpu)")
     f.add_argument("--json", action="store_true", help="print JSON with keys params, macs_per_second, rtf")
     f.set_defaults(func=cmd_profile)
     return p
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a handler made once keeps a closed stream otherwise)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = logging.getLogger("sekd")  # our own messages only; Lightning configures its own loggers
     if not log.handlers:
-        log.addHandler(logging.StreamHandler())
+        log.addHandler(_StderrHandler())
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except SekdError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

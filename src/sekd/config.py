@@ -9,6 +9,7 @@ checked, and the resolved config is written into the run folder.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -128,6 +129,49 @@ def build_section(name: str, cls, values, source: str):
     return cls(**{k: _check_value(f"{source}: {name}.{k}", v, fields[k]) for k, v in values.items()})
 
 
+def _at_least(low):
+    return lambda v: v >= low, f"at least {low}"
+
+
+_POSITIVE = (lambda v: v > 0, "greater than 0")
+_NOT_NEGATIVE = _at_least(0)
+_DEVICES = re.compile(r"^(auto|-1|[1-9]\d*|\d+(,\s*\d+)*,?|\[\s*\d+(\s*,\s*\d+)*\s*\])$")
+# Valid values of every numeric (and free-text Lightning) field; None values are always valid where the
+# type allows them. Lightning checks the strategy and precision names itself (train.py names the key).
+RANGES: dict[str, tuple] = {
+    "data.crop_seconds": _POSITIVE, "data.batch_size": _at_least(1), "data.num_workers": _NOT_NEGATIVE,
+    "data.valid_files": _at_least(1),
+    "model.channels": _at_least(1), "model.layers": _at_least(1), "model.in_channels": _at_least(1),
+    "model.lookback": _at_least(1),
+    "signal.n_fft": _at_least(16), "signal.hop": _at_least(1),
+    "signal.compress": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "loss.compress": (lambda v: 0 < v <= 1, "in (0, 1]"), "loss.magnitude": _NOT_NEGATIVE,
+    "loss.complex": _NOT_NEGATIVE, "loss.si_sdr": _NOT_NEGATIVE,
+    "train.max_steps": _at_least(1), "train.lr": _POSITIVE, "train.warmup_steps": _NOT_NEGATIVE,
+    "train.lr_min": _NOT_NEGATIVE, "train.weight_decay": _NOT_NEGATIVE, "train.grad_clip": _NOT_NEGATIVE,
+    "train.val_every": _at_least(1), "train.log_every": _at_least(1),
+    "train.seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)"), "train.num_nodes": _at_least(1),
+    "train.threads": _at_least(1),
+    "train.accelerator": (lambda v: v in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+                          "one of auto, cpu, gpu, cuda, mps, tpu"),
+    "train.devices": (lambda v: bool(_DEVICES.match(v)), "auto, a device count (or -1: all), or a list of "
+                      "device indices like 0,1"),
+}
+
+
+def check_ranges(cfg: Config, source: str) -> None:
+    """Raise SekdError naming the key for the first value outside its range (see :data:`RANGES`)."""
+    for key, (valid, text) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None and not valid(value):
+            raise SekdError(f"{source}: {key} must be {text}, got {value!r}")
+    if cfg.train.lr_min > cfg.train.lr:
+        raise SekdError(f"{source}: train.lr_min ({cfg.train.lr_min}) must not exceed train.lr ({cfg.train.lr})")
+    if cfg.signal.hop > cfg.signal.n_fft:
+        raise SekdError(f"{source}: signal.hop ({cfg.signal.hop}) must not exceed signal.n_fft ({cfg.signal.n_fft})")
+
+
 def config_from_dict(d: dict, source: str = "config", extra_sections: tuple[str, ...] = ("distill",)) -> Config:
     unknown = sorted(set(d) - set(SECTIONS) - set(extra_sections))
     if unknown:
@@ -136,6 +180,7 @@ def config_from_dict(d: dict, source: str = "config", extra_sections: tuple[str,
     cfg = Config(**{name: build_section(name, f.default_factory().__class__, d.get(name), source)
                     for name, f in SECTIONS.items()})
     cfg.extra = {k: d[k] for k in extra_sections if k in d}
+    check_ranges(cfg, source)
     return cfg
 
 

@@ -12,19 +12,23 @@ float32 of the input's length.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import SAMPLE_RATE, resample, write_audio
-from .data.datasets import AUDIO_SUFFIXES, read_channels
+from .audio import (AUDIO_SUFFIXES, SAMPLE_RATE, atomic_write, output_subtype, remove_stale_temps, resample,
+                    wav_truncation, write_audio)
+from .data.datasets import read_channels
+from .device import model_device
 from .errors import SekdError
 from .models import SpeechEnhancer
+
+log = logging.getLogger("sekd")
 
 
 @torch.inference_mode()
@@ -33,7 +37,7 @@ def _enhance_chunk(model: SpeechEnhancer, audio: torch.Tensor) -> np.ndarray:
     n = audio.shape[-1]
     if n < model.signal.n_fft:
         audio = torch.nn.functional.pad(audio, (0, model.signal.n_fft - n))
-    return model(audio[None])[0, :n].numpy()
+    return model(audio[None].to(model_device(model)))[0, :n].float().cpu().numpy()
 
 
 def enhance_array(model: SpeechEnhancer, audio: np.ndarray, chunk_seconds: float = 10.0,
@@ -90,30 +94,76 @@ def _mic_pairs(files: list[tuple[Path, Path]]) -> list[tuple[tuple[Path, ...], P
     return found
 
 
-def collect_inputs(inputs: list[str | Path]) -> list[tuple[tuple[Path, ...], Path]]:
+def collect_inputs(inputs: list[str | Path], out_dir: str | Path | None = None) -> list[tuple[tuple[Path, ...], Path]]:
     """(files of one clip, name relative to the output folder) for every input file or audio file
-    under an input folder; L3DAS23 mic files ``<id>_A``/``<id>_B`` are one clip ``<id>``."""
+    under an input folder; L3DAS23 mic files ``<id>_A``/``<id>_B`` are one clip ``<id>``.
+
+    Names are relative to the deepest folder holding all inputs (a single folder: the folder
+    itself), so files of equal names in different folders keep apart. ``out_dir`` is never
+    scanned (an output folder inside an input folder holds earlier outputs). Files that no
+    libsndfile format names are skipped, each with a log line.
+    """
+    out = Path(out_dir).resolve() if out_dir is not None else None
     found = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += [(p, p.relative_to(item)) for p in sorted(item.rglob("*"))
-                      if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+            for p in sorted(item.rglob("*")):
+                if not p.is_file() or (out is not None and p.resolve().is_relative_to(out)):
+                    continue
+                if p.suffix.lower() in AUDIO_SUFFIXES:
+                    found.append(p)
+                else:
+                    log.info("skipped %s: not a name of an audio format libsndfile reads", p)
         else:
-            found.append((item, Path(item.name)))  # missing files are reported when read
-    return _mic_pairs(found)
+            found.append(item)  # missing files are reported when read
+    if not found:
+        return []
+    roots = [Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs]
+    common = Path(os.path.commonpath(roots))
+    return _mic_pairs([(p, p.resolve().relative_to(common)) for p in found])
+
+
+def plan_outputs(inputs: list[str | Path], out_dir: str | Path, suffix: str) -> list[tuple[tuple[Path, ...], Path]]:
+    """(files of one clip, output file) for every clip; refuses what would overwrite an input or another output.
+
+    Raises SekdError, before anything is written, when ``out_dir`` is an input folder or an
+    existing file, or when two inputs (``x.flac`` and ``x.ogg``) or an input and its own
+    output would share a name.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SekdError(f"-o {out}: an existing file, not a folder")
+    for item in map(Path, inputs):
+        if item.is_dir() and item.resolve() == out.resolve():
+            raise SekdError(f"-o {out}: the output folder is the input folder {item}; its files would be overwritten")
+    plan, taken = [], {}
+    inputs_resolved = set()
+    for src, rel in collect_inputs(inputs, out):
+        inputs_resolved.update(p.resolve() for p in src)
+        dst = out / rel.with_suffix(suffix)
+        if dst in taken:
+            raise SekdError(f"{src[0]} and {taken[dst][0]} would both be written to {dst}; "
+                            "enhance them into different output folders")
+        taken[dst] = src
+        plan.append((src, dst))
+    for src, dst in plan:
+        if dst.resolve() in inputs_resolved:
+            raise SekdError(f"-o {out}: {dst} would overwrite the input {dst}; choose another output folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SekdError(f"-o {out}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SekdError(f"-o {out}: the output folder is not writable")
+    return plan
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """``np.save`` atomically (see ``audio.atomic_write``)."""
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would add .npy to a name
             np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, save)
 
 
 def enhance_file(model: SpeechEnhancer, src: Path | tuple[Path, ...], dst: Path, format: str = "wav",
@@ -121,29 +171,44 @@ def enhance_file(model: SpeechEnhancer, src: Path | tuple[Path, ...], dst: Path,
     """Enhance one clip (a file, or the files of its microphones) at any sample rate.
 
     The output keeps the input's rate and length, written atomically: ``dst`` as a WAV
-    file, or with ``format="l3das23-submission"`` as ``<dst>.npy`` (mono float32).
+    file in the input's subtype where WAV holds it (float stays float, 24-bit stays 24-bit;
+    see ``audio.output_subtype``), or with ``format="l3das23-submission"`` as ``<dst>.npy``
+    (mono float32). A WAV input whose data chunk was cut short is enhanced with a warning.
     """
     _check_format(format)
-    audio, sr = read_channels((src,) if isinstance(src, Path) else src, model.in_channels, sample_rate=None)
+    files = (src,) if isinstance(src, Path) else src
+    for path in files:
+        if note := wav_truncation(path):
+            log.warning("warning: %s", note)
+    audio, sr = read_channels(files, model.in_channels, sample_rate=None)
     enhanced = resample(enhance_array(model, resample(audio, sr, SAMPLE_RATE), **chunking)[None], SAMPLE_RATE, sr)
     enhanced = np.pad(enhanced[0], (0, max(0, audio.shape[1] - enhanced.shape[1])))[:audio.shape[1]]
     if format == "wav":
-        write_audio(dst.with_suffix(".wav"), enhanced, sr)
+        write_audio(dst.with_suffix(".wav"), enhanced, sr, subtype=output_subtype(files[0]))
     else:
         _write_npy(dst.with_suffix(".npy"), enhanced.astype(np.float32))
 
 
 def enhance_files(model: SpeechEnhancer, inputs: list[str | Path], out_dir: str | Path,
                   progress: bool = True, format: str = "wav", **chunking) -> list[str]:
-    """Enhance every input into ``out_dir`` (see :func:`enhance_file`); returns one error line per file that failed."""
+    """Enhance every input into ``out_dir`` (see :func:`enhance_file`); returns one error line per file that failed.
+
+    Input folders keep their structure under ``out_dir``; what would overwrite an input or
+    another output is refused before anything is written (:func:`plan_outputs`).
+    """
     _check_format(format)
-    out_dir = Path(out_dir)
     errors = []
-    items = collect_inputs(inputs)
-    for src, rel in tqdm(items, desc="enhance", unit="file", disable=not progress or len(items) < 2):
+    items = plan_outputs(inputs, out_dir, ".wav" if format == "wav" else ".npy")
+    for folder in {dst.parent for _, dst in items}:
+        remove_stale_temps(folder)
+    for src, dst in tqdm(items, desc="enhance", unit="file", disable=not progress or len(items) < 2):
         try:
-            enhance_file(model, src, out_dir / rel, format=format, **chunking)
+            enhance_file(model, src, dst, format=format, **chunking)
         except SekdError as exc:
             errors.append(str(exc))
-            print(f"error: {exc}", file=sys.stderr)
+        except OSError as exc:  # the output side: a full disk, a folder made read-only meanwhile
+            errors.append(f"{dst}: cannot write ({exc.strerror or exc})")
+        else:
+            continue
+        print(f"error: {errors[-1]}", file=sys.stderr)
     return errors

@@ -20,6 +20,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import math
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -32,12 +33,17 @@ from tqdm import tqdm
 
 from .audio import atomic_write_text
 from .checkpoint import load_enhancer
+from .data.checks import check_pairs
 from .data.datasets import Pair, list_pairs, read_noisy
+from .device import resolve_device
 from .enhance import enhance_array
 from .errors import SekdError
 from .metrics import ALL_METRICS, score_file, score_file_l3das23
 from .models import SpeechEnhancer
 from .peers import PEER_PREFIX, build_peer
+from .workers import die_with_parent
+
+log = logging.getLogger("sekd")
 
 NOISY = "noisy"  # the system name of the unprocessed input
 LABELS = {
@@ -59,11 +65,12 @@ def checkpoint_name(path: str | os.PathLike) -> str:
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
-def load_system(spec: str | os.PathLike):
-    """A system to score: a checkpoint path, or ``peer:NAME`` for a peer of :mod:`sekd.peers`."""
+def load_system(spec: str | os.PathLike, device: str | torch.device = "cpu"):
+    """A system to score: a checkpoint path (its model on ``device``), or ``peer:NAME`` for a peer of
+    :mod:`sekd.peers` (they run on the CPU)."""
     if str(spec).startswith(PEER_PREFIX):
         return build_peer(str(spec)[len(PEER_PREFIX):])
-    return load_enhancer(spec)
+    return load_enhancer(spec, device=str(device))
 
 
 def enhance_system(system, noisy: np.ndarray) -> np.ndarray:
@@ -71,6 +78,12 @@ def enhance_system(system, noisy: np.ndarray) -> np.ndarray:
     if isinstance(system, SpeechEnhancer):
         return enhance_array(system, noisy)
     return system.enhance(noisy)
+
+
+def metric_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned (not forked: no torch thread pool inherited) single-task workers that die with this process."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
 
 
 def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
@@ -100,7 +113,7 @@ def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
     scores: dict[tuple[int, int], dict[str, float]] = {}
     pending: dict[Future, tuple[int, int]] = {}
     torch_threads = torch.get_num_threads()
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    pool = metric_pool(workers)
     bar = tqdm(total=len(pairs) * len(systems), desc="evaluate", unit="score", disable=not progress)
 
     def collect(block: bool) -> None:
@@ -220,7 +233,7 @@ def _json_safe(value):
 def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_out: str | None = None,
                   csv_out: str | None = None, workers: int | None = None, limit: int | None = None,
                   dnsmos: bool = True, progress: bool = True, metric: str = "standard",
-                  asr: str = "pocketsphinx") -> dict[str, dict]:
+                  asr: str = "pocketsphinx", skip_bad: bool = False, device: str | None = None) -> dict[str, dict]:
     """Score the noisy input once and every checkpoint of ``ckpts`` (``{name: path}``) on ``data``.
 
     A path may also be a peer spec ``peer:NAME`` (:mod:`sekd.peers`).
@@ -232,6 +245,12 @@ def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_ou
     cores). ``metric`` and ``asr`` are those of :func:`score_pairs`; with ``l3das23`` the
     JSON also says which recogniser gave the WER and whether it is the challenge's.
     Returns the :func:`summarise` summary, ``noisy`` first.
+
+    Every pair is checked first (:mod:`sekd.data.checks`: a silent or stereo reference,
+    lengths that differ, NaN, a clip too short to score would bias or break the means): any
+    problem is refused with every line, or with ``skip_bad`` those pairs are left out and
+    counted (``skipped`` in the JSON, a warning). Models run on ``device`` (default: CUDA
+    when available).
     """
     if workers is not None and workers < 1:
         raise SekdError(f"workers must be at least 1, got {workers}")
@@ -242,14 +261,32 @@ def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_ou
         from .asr import describe_asr
         asr_info = describe_asr(asr).to_dict()  # a missing recogniser fails here, before any work
     pairs = list_pairs(data, split)[:limit]
-    models = {name: load_system(path) for name, path in ckpts.items()}  # every system checked before scoring
+    device = resolve_device(device)
+    models = {name: load_system(path, device) for name, path in ckpts.items()}  # all checked before scoring
+    # The channel counts the models take (the noisy input alone: no such check).
+    channel_counts = sorted({model.in_channels for model in models.values()}) or [None]
+    bad: dict[str, list[str]] = {}
+    for channels in channel_counts:
+        for pair_id, problems in check_pairs(pairs, channels).items():
+            bad[pair_id] = list(dict.fromkeys([*bad.get(pair_id, []), *problems]))
+    if bad and not skip_bad:
+        lines = [line for problems in bad.values() for line in problems]
+        raise SekdError(f"{data}: {len(bad)} of {len(pairs)} pair(s) have problems; fix or remove them, or "
+                        "leave them out with --skip-bad:\n" + "\n".join(f"  {line}" for line in lines))
+    skipped = [pair.id for pair in pairs if pair.id in bad]
+    if skipped:
+        log.warning("warning: left out %d of %d pair(s) with problems (--skip-bad):\n%s", len(skipped), len(pairs),
+                    "\n".join(f"  {line}" for problems in bad.values() for line in problems))
+        pairs = [pair for pair in pairs if pair.id not in bad]
+        if not pairs:
+            raise SekdError(f"{data}: every pair has a problem; nothing left to score")
     rows = score_pairs(pairs, models, workers=workers, dnsmos=dnsmos, progress=progress, metric=metric, asr=asr)
     summary = summarise(rows)
     if csv_out:
         atomic_write_text(csv_out, format_csv(rows))
     if json_out:
         report = {"data": str(data), "split": split, "checkpoints": dict(ckpts), "dnsmos": dnsmos,
-                  "metric": metric, **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
+                  "skipped": skipped, "device": str(device), "metric": metric, **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
         atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return summary
 

@@ -89,12 +89,18 @@ def pesq(estimate: np.ndarray, reference: np.ndarray, mode: str = "wb") -> float
         return math.nan
 
 
+STOI_MIN_SAMPLES = 512  # pystoi's 256-sample frame at 10 kHz, rounded up to a 16 kHz STFT frame
+
+
 def stoi(estimate: np.ndarray, reference: np.ndarray, extended: bool = False) -> float:
     """STOI, or ESTOI with ``extended=True`` (pystoi); NaN when too few speech frames remain.
 
     pystoi answers such clips with a warning and the placeholder 1e-5, which would drag a
-    mean down; we turn it into NaN.
+    mean down; we turn it into NaN. Clips shorter than one of its 10 kHz frames (about 410
+    samples at 16 kHz) make pystoi raise instead: NaN too.
     """
+    if min(np.size(reference), np.size(estimate)) < STOI_MIN_SAMPLES:
+        return math.nan
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value = pystoi.stoi(np.asarray(reference, dtype=np.float64), np.asarray(estimate, dtype=np.float64),

@@ -31,6 +31,7 @@ from torch import nn
 
 from . import signal as sig
 from .audio import SAMPLE_RATE
+from .device import model_device
 from .errors import SekdError
 from .models import SpeechEnhancer
 
@@ -60,6 +61,7 @@ def count_macs(module: nn.Module, inputs: torch.Tensor) -> int:
 def macs_per_second(model: SpeechEnhancer) -> int:
     """MACs of the DPDCRN network for one second of audio at the model's STFT settings."""
     wave = torch.randn(1, model.in_channels, SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
+    wave = wave.to(model_device(model))
     feats = sig.features(sig.stft(wave, model.signal), model.signal)
     return count_macs(model.network, feats)
 
@@ -77,19 +79,24 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def real_time_factor(model: SpeechEnhancer, seconds: float = 10.0, threads: int | None = None,
                      runs: int = 3) -> float:
-    """Processing time / audio duration of the whole enhancer (STFT to waveform) on this CPU.
+    """Processing time / audio duration of the whole enhancer (STFT to waveform) on the model's device.
 
     One warm-up pass, then the median of ``runs`` timed passes on ``seconds`` of noise.
     """
     if seconds <= 0 or runs < 1:
         raise SekdError(f"the real-time factor needs seconds > 0 and runs >= 1, got {seconds} and {runs}")
     noisy = torch.randn(1, model.in_channels, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
+    device = model_device(model)
+    noisy = noisy.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # GPU work is asynchronous
     with _torch_threads(threads), _eval_mode(model), torch.inference_mode():
         model(noisy)
         times = []
         for _ in range(runs):
+            sync()
             start = time.perf_counter()
             model(noisy)
+            sync()
             times.append(time.perf_counter() - start)
     return statistics.median(times) / seconds
 

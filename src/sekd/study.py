@@ -42,6 +42,7 @@ import torch
 import yaml
 
 from .audio import SAMPLE_RATE, atomic_write_text
+from .device import resolve_device
 from .config import SECTIONS, Config, build_section, load_config, parse_override, read_yaml_mapping, set_dotted
 from .data.datasets import Pair, list_pairs, read_noisy
 from .errors import SekdError
@@ -66,6 +67,7 @@ class EvaluationConfig:
     dnsmos: bool = True
     workers: int | None = None       # metric processes (None = all cores)
     calibration_files: int = 64      # I²S runs: evaluation files (cropped, batched) the α heat maps average
+    device: str | None = None        # models run here: cpu, cuda, cuda:1 (None = cuda when available); not a setting
 
 
 @dataclass
@@ -235,7 +237,8 @@ def _existing_result(path: Path, settings: dict) -> dict | None:
 
 def _settings(study: StudyConfig, cfg: Config | None = None, evaluation: bool = True) -> dict:
     """What decides a result: the run config and the evaluation (JSON round-tripped, to compare with a file)."""
-    d = {"evaluation": asdict(study.evaluation), "data": study.data} if evaluation else {"data": study.data}
+    scoring = {k: v for k, v in asdict(study.evaluation).items() if k != "device"}  # same scores anywhere
+    d = {"evaluation": scoring, "data": study.data} if evaluation else {"data": study.data}
     if cfg is not None:
         d["config"] = cfg.to_dict()
     return json.loads(json.dumps(d))
@@ -303,7 +306,7 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     start = time.perf_counter()
     best = train_run(cfg, run)
     train_seconds = time.perf_counter() - start
-    model = load_enhancer(best)
+    model = load_enhancer(best, device=str(resolve_device(study.evaluation.device)))
     rows, summary, eval_seconds = _score(study, pairs, run.system, model)
     result = {"system": run.system, "kind": "teacher" if run.system == "teacher" else "student",
               "seed": run.seed, "method": run.method or NO_KD, "weight": run.weight if run.method else None,
@@ -343,7 +346,7 @@ def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
     batch size (the list is cycled to fill the last batch).
     """
     from .engine.distill import DistillationModule
-    module = DistillationModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    module = DistillationModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True).eval()
     cfg, method = module.cfg, module.method
     samples, batch = int(cfg.data.crop_seconds * SAMPLE_RATE), cfg.data.batch_size
     crops = []
@@ -460,6 +463,16 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
     return True
 
 
+def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | None) -> None:
+    """Every problem of the training, validation and (with ``pairs``) evaluation data, before hours of training."""
+    from .data.checks import require_good_pairs
+    for channels in sorted({run_config(study, run).model.in_channels for run in runs}):
+        if pairs is not None:
+            require_good_pairs(pairs, f"{study.data}: evaluation data (split {study.evaluation.split!r})", channels)
+        for split in ("train", "valid"):
+            require_good_pairs(list_pairs(study.data, split), f"{study.data}: {split} data", channels)
+
+
 def run_study(study: StudyConfig, stage: str = "all") -> Path:
     """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`.
 
@@ -474,11 +487,14 @@ def run_study(study: StudyConfig, stage: str = "all") -> Path:
     start = time.perf_counter()
     teacher, *_ = plan_runs(study)
     if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
+        check_study_data(study, [teacher, *plan_tuning(study)], None)
         train_run(run_config(study, teacher), teacher)
         choose_weights(study)
         log.info("tuning finished in %.0f s: %s", time.perf_counter() - start, out / TUNE_DIR / CHOICE)
         return out
+    resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
     pairs = evaluation_pairs(study)
+    check_study_data(study, plan_runs(study), pairs)
     evaluate_untrained(study, pairs)
     train_and_evaluate(study, teacher, pairs)
     runs = plan_runs(study, choose_weights(study))

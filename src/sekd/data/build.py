@@ -49,7 +49,8 @@ import pyroomacoustics as pra
 from scipy.signal import fftconvolve
 from tqdm import tqdm
 
-from ..audio import SAMPLE_RATE, atomic_write_text, write_audio
+from ..audio import SAMPLE_RATE, atomic_write_text, remove_stale_temps, write_audio
+from ..workers import die_with_parent
 from ..errors import SekdError
 from .debian import attribution_markdown, ensure_packages, package_version
 from .noise import NOISE_TYPES, fill, load_noise, make_noise, noise_files, rms
@@ -177,6 +178,11 @@ def _set_state(state: SplitState | None) -> None:
     _STATE = state
 
 
+def _init_worker(state: SplitState | None, parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # a killed build must not leave its workers mixing
+    _set_state(state)
+
+
 def _mix(index: int) -> dict[str, str]:
     """Make and write mixture ``index`` of the current split; returns its manifest row."""
     s = _STATE
@@ -211,7 +217,7 @@ def _map(fn: Callable, items: Sequence, workers: int, desc: str, progress: bool,
             return list(tqdm(map(fn, items), **bar))
         finally:
             _set_state(None)
-    with multiprocessing.Pool(workers, initializer=_set_state, initargs=(state,)) as pool:
+    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(state, os.getpid())) as pool:
         return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
 
 
@@ -325,6 +331,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False,
     if _is_complete(out, settings):
         return manifest
     _clear(out)
+    remove_stale_temps(out)  # a killed build's .corpus.json.* and the like
     ensure_packages(PACKAGES)
     size = SMALL_SIZE if small else DEFAULT_SIZE
     rows: list[dict[str, str]] = []

@@ -11,17 +11,19 @@ A data argument is one of
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..audio import SAMPLE_RATE, read_audio
+from ..audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_audio
 from ..errors import SekdError
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+log = logging.getLogger("sekd")
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,91 @@ def load_pair(pair: Pair, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
     return noisy[:, :n], clean[0, :n]
 
 
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (1 outside ``torch.distributed``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def crop_seed(seed: int, epoch: int, index: int) -> int:
+    """The crop offset's seed for one item of one epoch: a pure function, so a resumed run crops alike."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class EpochBatchSampler(Sampler):
+    """Training batches as a pure function of (seed, epoch, position), for exact resumption.
+
+    Epoch ``e`` is a permutation drawn from ``(seed, e)``; under ``torch.distributed`` each
+    rank takes every world-size-th item of it, then whole batches (the tail is dropped: some
+    KD methods need a fixed batch size). Each item comes as ``(index, crop seed)``.
+
+    Every ``iter()`` starts at batch number ``position()`` counted from the first batch of
+    epoch 0 (training passes the trainer's global step), so a run resumed mid-epoch goes on
+    with the very batch it would have trained next, and a finished epoch moves to the next.
+    """
+
+    def __init__(self, items: int, batch_size: int, seed: int, position: Callable[[], int] = lambda: 0):
+        self.items, self.batch_size, self.seed, self.position = items, batch_size, seed, position
+
+    def __len__(self) -> int:
+        return self.items // _rank_and_world()[1] // self.batch_size
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        rank, world = _rank_and_world()
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        order = torch.randperm(self.items, generator=generator).tolist()
+        mine = order[: len(self) * self.batch_size * world][rank::world]
+        mine = [(i, crop_seed(self.seed, epoch, i)) for i in mine]
+        return [mine[b:b + self.batch_size] for b in range(0, len(mine), self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_epoch = len(self)
+        if per_epoch == 0:
+            return iter(())
+        epoch, offset = divmod(self.position(), per_epoch)
+        return iter(self.epoch_batches(epoch)[offset:])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over an :class:`EpochBatchSampler`, which tells Lightning it resumes exactly.
+
+    The position is the trainer's global step (restored with the loops), so the state kept in
+    the checkpoint is only what fixes the order: a resumed run with another seed or batch size
+    is warned about instead of silently training on other batches.
+    """
+
+    def state_dict(self) -> dict:
+        return {"seed": self.batch_sampler.seed, "batch_size": self.batch_sampler.batch_size,
+                "items": self.batch_sampler.items}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state != self.state_dict():
+            log.warning("warning: resuming with another data order (checkpoint: %s, now: %s); the batches after "
+                        "the resumed step differ from the interrupted run's", state, self.state_dict())
+
+
+class ShardSampler(Sampler):
+    """Every index once over all ranks (rank r takes r, r + world, ...): validation without padding."""
+
+    def __init__(self, items: int):
+        self.items = items
+
+    def __len__(self) -> int:
+        rank, world = _rank_and_world()
+        return len(range(rank, self.items, world))
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = _rank_and_world()
+        return iter(range(rank, self.items, world))
+
+
 class CropDataset(Dataset):
-    """Random fixed-length crops for training; shorter files are zero-padded at the end."""
+    """Fixed-length crops for training; shorter files are zero-padded at the end.
+
+    An item is ``(index, crop seed)`` (see :class:`EpochBatchSampler`), or a bare index,
+    whose crop then depends on the index alone.
+    """
 
     def __init__(self, pairs: list[Pair], crop_samples: int, in_channels: int = 1):
         if not pairs:
@@ -88,11 +173,12 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, idx: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        idx, seed = item if isinstance(item, tuple) else (item, crop_seed(0, 0, item))
         noisy, clean = load_pair(self.pairs[idx], self.in_channels)
         n = noisy.shape[1]
         if n >= self.crop:
-            start = int(torch.randint(0, n - self.crop + 1, ()).item())
+            start = int(np.random.default_rng(seed).integers(0, n - self.crop + 1))
             noisy, clean = noisy[:, start:start + self.crop], clean[start:start + self.crop]
         else:
             noisy = np.pad(noisy, ((0, 0), (0, self.crop - n)))

@@ -43,7 +43,7 @@ import numpy as np
 import pyroomacoustics as pra
 from scipy.signal import fftconvolve
 
-from ..audio import SAMPLE_RATE, atomic_write_text, write_audio
+from ..audio import SAMPLE_RATE, atomic_write_text, remove_stale_temps, write_audio
 from ..errors import SekdError
 from . import build
 from .build import DEFAULT_SIZE, LEAD_S, LEVEL_DBFS, PACKAGES, PEAK, SMALL_SIZE, SNR_DB, Voice, _clear, _map, _rng
@@ -283,6 +283,7 @@ def build_l3das23(out_dir: str | os.PathLike, seed: int = 0, small: bool = False
     if _is_complete(out, settings):
         return out
     _clear(out, OWN_NAMES)
+    remove_stale_temps(out)
     ensure_packages(PACKAGES)
     size = SMALL_SIZE if small else DEFAULT_SIZE
     rows, splits = [], {}

@@ -249,7 +249,9 @@ def check_corpus(data: str | Path) -> tuple[Corpus, list[str], list[str]]:
     Problems: the listing's, unreadable or empty files, a clean target that is not mono,
     noisy files whose channel count or sample rate differs from the corpus's usual one
     (for L3DAS23: not 4 channels per microphone), a clean file at another rate than its
-    noisy one, and files of one pair of different durations.
+    noisy one, files of one pair of different durations, and what
+    :func:`sekd.data.checks.pair_problems` finds reading the samples (NaN, a silent or
+    too short reference, a truncated WAV).
     """
     corpus = scan(data)
     problems = [line for lines in corpus.problems.values() for line in lines]
@@ -293,7 +295,10 @@ def check_corpus(data: str | Path) -> tuple[Corpus, list[str], list[str]]:
                      f"{','.join(map(str, sorted(rates))) or '-'}")
     total = sum(len(p) for p in corpus.splits.values())
     lines.append(f"{'total':<10} {total:>5}")
-    return corpus, lines, problems
+    from .checks import check_pairs  # the facts training and evaluation check before work: samples too
+    all_pairs = [pair for pairs in corpus.splits.values() for pair in pairs]
+    problems += [line for found in check_pairs(all_pairs).values() for line in found]
+    return corpus, lines, list(dict.fromkeys(problems))
 
 
 def check_data(data: str | Path) -> list[str]:

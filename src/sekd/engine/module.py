@@ -48,16 +48,31 @@ class EnhancementModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
         return loss
 
+    VALIDATION_METRICS = ("si_sdr", "pesq_wb", "stoi")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2 * len(self.VALIDATION_METRICS), dtype=torch.float64)  # sum, count per metric
+
     def validation_step(self, batch, batch_idx):
         noisy, clean = batch                      # whole file, batch size 1
         est = self.model(noisy)[0].float().cpu().numpy()
         ref = clean[0].float().cpu().numpy()
         # Only the three metrics validation logs: the full set (PESQ-NB, ESTOI) would double its cost.
         scores = {"si_sdr": metrics.si_sdr(est, ref), "pesq_wb": metrics.pesq(est, ref), "stoi": metrics.stoi(est, ref)}
-        for key, value in scores.items():
-            if not math.isnan(value):
-                self.log(f"val/{key}", float(value), batch_size=1, sync_dist=True,
-                         prog_bar=key == "pesq_wb")
+        for i, key in enumerate(self.VALIDATION_METRICS):
+            if not math.isnan(scores[key]):
+                self._val_sums[2 * i] += scores[key]
+                self._val_sums[2 * i + 1] += 1
+
+    def on_validation_epoch_end(self) -> None:
+        # Sums and counts of the defined values over all ranks: a rank whose files gave no PESQ
+        # must neither stall the others (a key logged on some ranks only) nor pull the mean.
+        totals = self.trainer.strategy.reduce(self._val_sums.to(self.device), reduce_op="sum").cpu()
+        for i, key in enumerate(self.VALIDATION_METRICS):
+            total, count = totals[2 * i].item(), totals[2 * i + 1].item()
+            # NaN when no file gave a value: ModelCheckpoint ranks it worst.
+            self.log(f"val/{key}", total / count if count else float("nan"), prog_bar=key == "pesq_wb",
+                     sync_dist=True)  # equal on every rank already; says so to Lightning
 
     def configure_optimizers(self):
         t = self.cfg.train

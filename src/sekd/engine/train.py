@@ -1,27 +1,35 @@
 """``sekd train``: data loaders, callbacks, loggers and the Lightning Trainer.
 
-Resuming: checkpoints go to ``<out_dir>/checkpoints`` (``last.ckpt`` at every validation,
-``best.ckpt`` by validation PESQ-WB); a run started again with the same ``out_dir``
-continues from ``last.ckpt``. Several GPUs or nodes come from Lightning's DDP
+Resuming: checkpoints go to ``<out_dir>/checkpoints`` (``last.ckpt`` at every validation
+and on SIGTERM/SIGINT, ``best.ckpt`` by validation PESQ-WB), each written atomically; a run
+started again with the same ``out_dir`` continues from ``last.ckpt`` (or, when that file is
+damaged, the newest checkpoint that loads; see state.py). The batch order and crops are a
+pure function of (seed, step) (``EpochBatchSampler``), so a resumed run trains on exactly the
+batches the uninterrupted run would have. Several GPUs or nodes come from Lightning's DDP
 (``train.devices``, ``train.strategy``, ``train.num_nodes``); there is no code of ours for it.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 
 from ..audio import SAMPLE_RATE, atomic_write_text
+from ..checkpoint import read_checkpoint_file
 from ..config import Config
-from ..data.datasets import CropDataset, WholeFileDataset, list_pairs
+from ..data.checks import MIN_SAMPLES, require_good_pairs
+from ..data.datasets import CropDataset, EpochBatchSampler, ResumableLoader, ShardSampler, WholeFileDataset, list_pairs
 from ..errors import SekdError
 from .module import EnhancementModule
+from .state import AppendingCSVLogger, AtomicCheckpointIO, Interrupted, SaveOnSignal, choose_resume_checkpoint
 
 log = logging.getLogger("sekd")
 
@@ -32,47 +40,92 @@ def make_loaders(cfg: Config) -> tuple[DataLoader, DataLoader]:
     valid_pairs = list_pairs(d.valid or d.train, "valid")
     if d.valid_files is not None:
         valid_pairs = valid_pairs[: d.valid_files]
+    # Every file up front: a NaN file would fail only when the shuffled loader reaches it, a
+    # tiny validation file would crash every validation.
+    for pairs, what in ((train_pairs, f"{d.train}: training data"),
+                        (valid_pairs, f"{d.valid or d.train}: validation data")):
+        require_good_pairs(pairs, what, cfg.model.in_channels, min_samples=max(MIN_SAMPLES, cfg.signal.n_fft))
     if len(train_pairs) < d.batch_size:
         raise SekdError(f"{d.train}: {len(train_pairs)} training mixtures, fewer than one batch of {d.batch_size}")
     m = cfg.model.in_channels
-    train = DataLoader(CropDataset(train_pairs, int(d.crop_seconds * SAMPLE_RATE), m), batch_size=d.batch_size,
-                       shuffle=True, drop_last=True,  # fixed batch size: some KD methods need it
+    batches = EpochBatchSampler(len(train_pairs), d.batch_size, cfg.train.seed)
+    train = ResumableLoader(CropDataset(train_pairs, int(d.crop_seconds * SAMPLE_RATE), m), batch_sampler=batches,
                        num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
-    valid = DataLoader(WholeFileDataset(valid_pairs, m), batch_size=1, num_workers=d.num_workers)
+    valid = DataLoader(WholeFileDataset(valid_pairs, m), batch_size=1, sampler=ShardSampler(len(valid_pairs)),
+                       num_workers=d.num_workers)
     return train, valid
 
 
+def check_same_model(ckpt: Path, cfg: Config) -> None:
+    """Refuse to resume ``ckpt`` with another model or signal path than it was trained with."""
+    stored = read_checkpoint_file(ckpt).get("hyper_parameters", {}).get("config", {})
+    new = cfg.to_dict()
+    changed = [f"{section}.{key}: {old!r} -> {new[section].get(key)!r}" for section in ("model", "signal")
+               for key, old in stored.get(section, {}).items() if new[section].get(key) != old]
+    if changed:
+        raise SekdError(f"train.out_dir={cfg.train.out_dir}: holds a run of another model ({'; '.join(changed)}); "
+                        "use another train.out_dir, or train.resume=false to start it over")
+
+
 def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
-    """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint."""
+    """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint.
+
+    Raises :class:`~sekd.engine.state.Interrupted` after saving ``last.ckpt`` when SIGTERM or
+    SIGINT stopped it.
+    """
     t = cfg.train
+    out = Path(t.out_dir)
+    ckpt_dir = out / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise SekdError(f"train.out_dir={out}: an existing file, not a folder")
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise SekdError(f"train.accelerator={t.accelerator}: no CUDA GPU is available here; use cpu or auto")
+    resume = choose_resume_checkpoint(ckpt_dir) if t.resume and ckpt_dir.is_dir() else None
+    if resume:
+        check_same_model(resume, cfg)
     L.seed_everything(t.seed, workers=True, verbose=False)  # before the module: it fixes the initial weights
     module = module_class(cfg.to_dict())
-    # Again after the build: a distillation method's modules draw from the same generator, and
-    # the batch order and crop offsets must not depend on how much they drew (same data for
-    # every method of a study).
+    # Again after the build, for anything else that draws from the global generator (the data
+    # order and crops have their own seeds: same data for every method of a study).
     L.seed_everything(t.seed, workers=True, verbose=False)
     if t.threads:
         torch.set_num_threads(t.threads)
-    out = Path(t.out_dir)
-    ckpt_dir = out / "checkpoints"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
     train_loader, valid_loader = make_loaders(cfg)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/pesq_wb", mode="max",
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    trainer = L.Trainer(
-        max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
-        gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
-        callbacks=[best], default_root_dir=out, num_sanity_val_steps=0,
-        logger=[TensorBoardLogger(out, name="tensorboard", version=""), CSVLogger(out, name="csv", version="")],
-    )
+                           save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)  # best stays best.ckpt, the path the README names
     last = ckpt_dir / "last.ckpt"
-    resume = last if t.resume and last.is_file() else None
+    on_signal = SaveOnSignal(last)
+    try:
+        trainer = L.Trainer(
+            max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
+            gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
+            strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
+            callbacks=[best, on_signal], default_root_dir=out, num_sanity_val_steps=0,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
+            logger=[TensorBoardLogger(out, name="tensorboard", version=""),
+                    AppendingCSVLogger(out, name="csv", version="")],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise SekdError(f"train.accelerator={t.accelerator}, train.devices={t.devices}, train.strategy={t.strategy}, "
+                        f"train.precision={t.precision}, train.num_nodes={t.num_nodes}: Lightning refuses them "
+                        f"({exc})") from None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    train_loader.batch_sampler.position = lambda: trainer.global_step  # restored before the first batch
     if resume:
         log.info("resuming from %s", resume)
-    trainer.fit(module, train_loader, valid_loader, ckpt_path=resume)
-    trainer.save_checkpoint(last)  # so that starting a finished run again is a no-op
+    on_signal.install()
+    try:
+        trainer.fit(module, train_loader, valid_loader, ckpt_path=resume)
+    except SIGTERMException:
+        raise Interrupted(on_signal.signum or signal.SIGTERM, on_signal.saved) from None
+    finally:
+        on_signal.uninstall()
+    trainer.save_checkpoint(last, weights_only=False)  # so that starting a finished run again is a no-op
+    if on_signal.signum:  # the signal came as training ended: the run is complete, but say it was stopped
+        raise Interrupted(on_signal.signum, last)
     return Path(best.best_model_path) if best.best_model_path else last
 
 

@@ -1,0 +1,112 @@
+"""Data checked before work starts: every pair's headers and the cheap facts about its samples.
+
+A bad file found at step 10 000 (or in every validation) costs a run; found up front it
+costs a line. :func:`pair_problems` lists, for one pair, what would make training or
+scoring it fail or mislead: unreadable or empty files, a truncated WAV, a channel count the
+model cannot take, a stereo reference, lengths that differ, a clip shorter than one STFT
+frame (pystoi and PESQ cannot score it), NaN or infinite samples, a silent reference
+(SI-SDR against silence is −90 dB and drowns any mean). ``sekd train``, ``distill``,
+``evaluate`` and ``study`` refuse data with problems, listing each with its file;
+``sekd data check`` reports the same.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import wav_truncation
+from ..errors import SekdError
+from .datasets import Pair
+
+MIN_SAMPLES = 512        # at 16 kHz: one STFT frame of the default n_fft, and above pystoi's ~410
+SILENT_PEAK = 1e-5       # a reference whose peak is below −100 dBFS holds no speech
+BLOCK = 1 << 18          # samples read at a time: bounded memory for long files
+
+
+def _scan_samples(path: Path) -> tuple[bool, float]:
+    """(every sample finite, peak) of a whole file, read in blocks."""
+    finite, peak = True, 0.0
+    for block in sf.blocks(str(path), blocksize=BLOCK, dtype="float32", always_2d=True):
+        if not np.all(np.isfinite(block)):
+            finite = False
+            block = block[np.isfinite(block)]
+        if block.size:
+            peak = max(peak, float(np.abs(block).max()))
+    return finite, peak
+
+
+def pair_problems(pair: Pair, in_channels: int | None = None, min_samples: int = MIN_SAMPLES) -> list[str]:
+    """What is wrong with one pair, each line naming its file; empty when the pair is fine.
+
+    ``in_channels``: the model's input channels (the noisy file's, then further microphones'
+    as :func:`~sekd.data.datasets.read_channels` takes them); None skips that check.
+    """
+    problems: list[str] = []
+    infos: dict[Path, sf._SoundFileInfo] = {}
+    for path in (pair.noisy, *pair.more_noisy, pair.clean):
+        if not path.is_file():
+            problems.append(f"{path}: no such file")
+            continue
+        try:
+            infos[path] = sf.info(str(path))
+        except Exception as exc:  # soundfile raises several types; all mean "not audio we can read"
+            problems.append(f"{path}: cannot read audio ({exc})")
+            continue
+        if infos[path].frames == 0:
+            problems.append(f"{path}: the file holds no samples")
+            del infos[path]
+            continue
+        if note := wav_truncation(path):
+            problems.append(note)
+    noisy, clean = infos.get(pair.noisy), infos.get(pair.clean)
+    if in_channels is not None and noisy:
+        used = noisy.channels
+        for path in pair.more_noisy:
+            if used >= in_channels or path not in infos:
+                break
+            used += infos[path].channels
+        if used != in_channels:
+            problems.append(f"{pair.noisy}: {used} channel(s), the model takes {in_channels}")
+    if clean and clean.channels != 1:
+        problems.append(f"{pair.clean}: the clean target must be mono, it has {clean.channels} channels")
+    if noisy and clean:
+        if noisy.frames * clean.samplerate != clean.frames * noisy.samplerate:
+            problems.append(f"{pair.clean}: {clean.frames / clean.samplerate:.3f} s, but {pair.noisy} lasts "
+                            f"{noisy.frames / noisy.samplerate:.3f} s")
+        if round(clean.frames * 16000 / clean.samplerate) < min_samples:
+            problems.append(f"{pair.clean}: {clean.frames} samples, shorter than one STFT frame "
+                            f"({min_samples} at 16 kHz): it cannot be scored")
+    for path, info in infos.items():
+        try:
+            finite, peak = _scan_samples(path)
+        except Exception as exc:
+            problems.append(f"{path}: cannot read audio ({exc})")
+            continue
+        if not finite:
+            problems.append(f"{path}: the audio contains NaN or infinite samples")
+        elif path == pair.clean and peak < SILENT_PEAK:
+            problems.append(f"{path}: the clean reference is silent (peak {peak:.1e}); metrics against it "
+                            "are meaningless")
+    return problems
+
+
+def check_pairs(pairs: list[Pair], in_channels: int | None = None, min_samples: int = MIN_SAMPLES,
+                threads: int = 4) -> dict[str, list[str]]:
+    """``{pair id: problems}`` for the pairs that have any, in the order given (files read in ``threads``)."""
+    with ThreadPoolExecutor(threads) as pool:  # libsndfile reads outside the GIL
+        found = pool.map(lambda pair: pair_problems(pair, in_channels, min_samples), pairs)
+        return {pair.id: problems for pair, problems in zip(pairs, found) if problems}
+
+
+def require_good_pairs(pairs: list[Pair], what: str, in_channels: int | None = None,
+                       min_samples: int = MIN_SAMPLES) -> None:
+    """Raise SekdError listing every problem of ``pairs`` (``what`` says which data, e.g. 'training data')."""
+    bad = check_pairs(pairs, in_channels, min_samples)
+    if bad:
+        lines = [line for problems in bad.values() for line in problems]
+        raise SekdError(f"{what}: {len(bad)} of {len(pairs)} pair(s) have problems; fix or remove them "
+                        "(sekd data check lists them too):\n" + "\n".join(f"  {line}" for line in lines))

@@ -1,0 +1,102 @@
+"""Exact resumption: a run killed mid-epoch and started again equals the run never stopped.
+
+Each run is a real ``sekd train`` process; a recorder wrapped around the training step logs
+(global step, batch checksum) and, at a chosen step, kills its own process with SIGKILL or
+SIGTERM or SIGINT, before that step trains.
+"""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import write_pair_folder
+from sekd.checkpoint import read_checkpoint_file
+
+RECORDER = """
+import json, os, signal, sys
+from sekd.engine.module import EnhancementModule
+from sekd.cli import main
+record, signal_name, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+step = EnhancementModule.training_step
+def recording_step(self, batch, batch_idx):
+    if self.global_step == kill_at and signal_name != "none":
+        os.kill(os.getpid(), getattr(signal, signal_name))
+    with open(record, "a") as fh:
+        fh.write(json.dumps([self.global_step, batch[0].double().sum().item(), batch[1].double().sum().item()]) + "\\n")
+    return step(self, batch, batch_idx)
+EnhancementModule.training_step = recording_step
+sys.exit(main(sys.argv[4:]))
+"""
+
+# 12 files, batches of 2: 6 steps an epoch; checkpoints at steps 4 and 8; 10 steps in all.
+RUN = ["model.preset=tiny", "data.batch_size=2", "data.crop_seconds=0.5", "data.valid_files=2",
+       "train.max_steps=10", "train.val_every=4", "train.warmup_steps=1", "train.log_every=1", "train.threads=1"]
+
+
+def sekd_train(tmp_path, data, out, record, signal_name="none", kill_at=-1):
+    args = [sys.executable, "-c", RECORDER, str(record), signal_name, str(kill_at), "train", "configs/cpu-teacher.yaml",
+            f"data.train={data}", f"train.out_dir={out}", *RUN]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+def trained_batches(record) -> dict[int, list[float]]:
+    """Step → batch checksums; a step trained again after a restart overwrites the lost one."""
+    batches = {}
+    for line in record.read_text().splitlines():
+        step, *sums = json.loads(line)
+        batches[step] = sums
+    return batches
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return read_checkpoint_file(run / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    data = write_pair_folder(root / "data", n=12)
+    record = root / "straight.jsonl"
+    done = sekd_train(root, data, root / "straight", record)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return data, root / "straight", trained_batches(record)
+
+
+@pytest.mark.parametrize("signal_name, kill_at, exit_code, resumed_at", [
+    ("SIGKILL", 7, -signal.SIGKILL, 4),   # mid-epoch 1, three steps after the last checkpoint: they are redone
+    ("SIGTERM", 2, 128 + signal.SIGTERM, 3),  # saves last.ckpt after the step in progress, mid-epoch 0
+    ("SIGINT", 5, 128 + signal.SIGINT, 6),
+])
+def test_killed_run_resumes_the_same_batches_and_weights(uninterrupted, tmp_path, signal_name, kill_at, exit_code,
+                                                         resumed_at):
+    data, straight, expected = uninterrupted
+    assert sorted(expected) == list(range(10))
+    assert len({tuple(v) for v in expected.values()}) == 10  # every batch differs: the comparison means something
+    run, record = tmp_path / "run", tmp_path / "run.jsonl"
+    killed = sekd_train(tmp_path, data, run, record, signal_name, kill_at)
+    assert killed.returncode == exit_code, killed.stderr[-3000:]
+    if signal_name != "SIGKILL":
+        assert "Traceback" not in killed.stderr and "last.ckpt" in killed.stderr
+    assert read_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == resumed_at
+    metrics_before = csv_rows(run / "csv" / "metrics.csv")
+
+    resumed = sekd_train(tmp_path, data, run, record)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lines = [json.loads(line)[0] for line in record.read_text().splitlines()]
+    assert lines[len(lines) - (10 - resumed_at):] == list(range(resumed_at, 10))  # no replayed batch
+    assert trained_batches(record) == expected
+    final, reference = weights(run), weights(straight)
+    assert final.keys() == reference.keys()
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    metrics_after = csv_rows(run / "csv" / "metrics.csv")  # appended to, not replaced
+    assert len(metrics_after) > len(metrics_before) and metrics_after[:len(metrics_before)] == metrics_before
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(fh)]
