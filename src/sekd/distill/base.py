@@ -97,7 +97,8 @@ def paired_levels(student: TapInfo, teacher: TapInfo) -> list[tuple[str, str]]:
     Within each set (encoder, middle, decoder) every student level gets the teacher level
     at the same relative depth, both ends aligned: with equal counts (DPDCRN to DPDCRN) level
     k pairs with level k; a set with fewer teacher taps reuses some, one with more skips
-    some. A student set with a single level pairs with the teacher's deepest one of that set.
+    some. A student set with a single level pairs with the teacher set's last level (the
+    middle set's bottleneck output; the decoder's level nearest the mask).
     """
     pairs = []
     for s_group, t_group in zip(_level_groups(student), _level_groups(teacher)):
