@@ -11,12 +11,12 @@ from sekd.enhance import enhance_array
 from sekd.errors import SekdError
 from sekd.export import export_step
 from sekd.models import GTCRN, build_enhancer
-from sekd.models.gtcrn import BandMerge, erb_weights
-from sekd.profile import macs_per_second
+from sekd.models.gtcrn import erb_band_maps, erb_weights
+from sekd.profile import count_macs, macs_per_second
 from sekd.streaming import CausalStep, StreamingEnhancer
 
 from conftest import speechlike
-from test_streaming import one_thread, push_in_random_pieces  # noqa: F401  (autouse fixture)
+from test_streaming import assert_step_by_step_equals_whole_sequence, one_thread, push_in_random_pieces  # noqa: F401
 
 
 def with_running_statistics(model):
@@ -41,12 +41,13 @@ def test_size_and_macs_are_ultra_light(preset, params):
 def test_band_merge_keeps_low_bins_and_splits_back_smoothly():
     w = erb_weights(257, 65, 64)
     torch.testing.assert_close(w.sum(0), torch.ones(192, dtype=w.dtype))  # every high bin fully covered
-    bands = BandMerge(257, 65, 64)
+    merge, split = erb_band_maps(257, 65, 64)
     x = torch.randn(2, 3, 257)
-    merged = bands(x)
+    merged = merge(x)
     assert merged.shape == (2, 3, 129) and torch.equal(merged[..., :65], x[..., :65])
     flat = torch.full((1, 257), 0.7)
-    torch.testing.assert_close(bands.inverse(bands(flat)), flat)  # a flat spectrum survives the round trip
+    torch.testing.assert_close(split(merge(flat)), flat)  # a flat spectrum survives the round trip
+    assert count_macs(merge, torch.randn(1, 3, 10, 257)) == 3 * 10 * 64 * 192  # one product per band and bin
 
 
 def test_the_network_ignores_the_future():
@@ -64,16 +65,7 @@ def test_the_network_ignores_the_future():
 
 def test_step_by_step_equals_the_whole_sequence():
     net = with_running_statistics(GTCRN(channels=8, layers=2))
-    feats = torch.randn(2, 2, 25, 257)
-    step = CausalStep(net, cache_frames=0)
-    state = step.initial_state(batch=2)
-    assert len(state) == len(step.state_names())
-    frames = []
-    with torch.inference_mode():
-        for t in range(feats.shape[2]):
-            mask, *state = step(feats[:, :, t:t + 1], *state)
-            frames.append(mask)
-        torch.testing.assert_close(torch.cat(frames, dim=2), net(feats), atol=1e-5, rtol=1e-5)
+    assert_step_by_step_equals_whole_sequence(CausalStep(net, cache_frames=0), net, torch.randn(2, 2, 25, 257), 1e-5)
 
 
 @pytest.mark.parametrize("in_channels", [1, 2])

@@ -46,12 +46,21 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def _count_own_macs(module: nn.Module, inputs: tuple, output) -> None:
+    module.__flops__ += int(module.count_macs(inputs[0], output))
+
+
 def count_macs(module: nn.Module, inputs: torch.Tensor) -> int:
-    """MACs of ``module(inputs)`` counted by ptflops, per item of the batch (the first axis)."""
+    """MACs of ``module(inputs)`` counted by ptflops, per item of the batch (the first axis).
+
+    A submodule with a ``count_macs(input, output)`` method counts its own (work ptflops
+    does not see, such as GTCRN's fixed band maps, products with buffers).
+    """
+    own = {type(m): _count_own_macs for m in module.modules() if hasattr(m, "count_macs")}
     with _eval_mode(module), torch.no_grad():
         macs, _ = get_model_complexity_info(module, tuple(inputs.shape[1:]), input_constructor=lambda _: inputs,
                                             as_strings=False, print_per_layer_stat=False, verbose=False,
-                                            ost=sys.stderr)
+                                            ost=sys.stderr, custom_modules_hooks=own)
     if macs is None:
         raise RuntimeError(f"ptflops could not count the MACs of {type(module).__name__} (see its message above)")
     return int(macs)

@@ -63,23 +63,28 @@ def erb_weights(bins: int, low_bins: int, bands: int) -> torch.Tensor:
     return (1 - (rate[None, :] - centres[:, None]).abs() / spacing).clamp_min(0)
 
 
-class BandMerge(nn.Module):
-    """Keep the low bins, average the high bins into ERB bands (fixed weights, not trained)."""
+class FixedBandMap(nn.Module):
+    """Keep the first ``low_bins`` bins, map the rest through a fixed matrix (a buffer, not trained)."""
 
-    def __init__(self, bins: int, low_bins: int, bands: int):
+    def __init__(self, matrix: torch.Tensor, low_bins: int):
         super().__init__()
-        w = erb_weights(bins, low_bins, bands)
-        if (w.sum(1) == 0).any():
-            raise SekdError(f"GTCRN: {bands} ERB bands are too many for the {bins - low_bins} high bins")
         self.low_bins = low_bins
-        self.register_buffer("merge", (w / w.sum(1, keepdim=True)).float(), persistent=False)  # (bands, high)
-        self.register_buffer("split", (w / w.sum(0, keepdim=True)).T.float(), persistent=False)  # (high, bands)
+        self.register_buffer("matrix", matrix.float(), persistent=False)  # (out, in) over the high part
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., bins) -> (..., low + bands)
-        return torch.cat([x[..., :self.low_bins], F.linear(x[..., self.low_bins:], self.merge)], dim=-1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., low + in) -> (..., low + out)
+        return torch.cat([x[..., :self.low_bins], F.linear(x[..., self.low_bins:], self.matrix)], dim=-1)
 
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:  # (..., low + bands) -> (..., bins)
-        return torch.cat([x[..., :self.low_bins], F.linear(x[..., self.low_bins:], self.split)], dim=-1)
+    def count_macs(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """For :mod:`sekd.profile`: ptflops does not see a product with a buffer."""
+        return x[..., 0].numel() * self.matrix.numel()
+
+
+def erb_band_maps(bins: int, low_bins: int, bands: int) -> tuple[FixedBandMap, FixedBandMap]:
+    """(merge, split): high bins to band averages, and bands back to bins (each bin a blend of its bands)."""
+    w = erb_weights(bins, low_bins, bands)
+    if (w.sum(1) == 0).any():
+        raise SekdError(f"GTCRN: {bands} ERB bands are too many for the {bins - low_bins} high bins")
+    return FixedBandMap(w / w.sum(1, keepdim=True), low_bins), FixedBandMap((w / w.sum(0, keepdim=True)).T, low_bins)
 
 
 def subband_features(x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +212,7 @@ class GTCRN(EnhancementNetwork):
         self.f2 = (self.f1 - 1) // 2 + 1         # after enc2 (65 -> 33)
         if (self.f2 - 1) * 2 + 1 != self.f1 or (self.f1 - 1) * 2 + 1 != merged:
             raise ValueError(f"GTCRN: erb_low + erb_bands = {merged} must be 4k + 1 so the decoder restores it")
-        self.bands = BandMerge(bins, erb_low, erb_bands)
+        self.band_merge, self.band_split = erb_band_maps(bins, erb_low, erb_bands)
         self.enc1 = nn.Sequential(frequency_conv(9 * in_channels, c), nn.BatchNorm2d(c), nn.PReLU(c))
         self.enc2 = nn.Sequential(frequency_conv(c, c, groups=2), nn.BatchNorm2d(c), nn.PReLU(c))
         self.enc_blocks = nn.ModuleList(TemporalConvBlock(c, c, d) for d in DILATIONS)
@@ -259,7 +264,7 @@ class GTCRN(EnhancementNetwork):
         m = self.in_channels
         re, im = feats[:, :m], feats[:, m:]
         x = torch.cat([torch.sqrt(re ** 2 + im ** 2 + 1e-12), re, im], dim=1)   # (B, 3M, T, F)
-        x = subband_features(self.bands(x))                                     # (B, 9M, T, 129)
+        x = subband_features(self.band_merge(x))                                # (B, 9M, T, 129)
         state, new_state = list(state), []
         taps = OrderedDict()
         taps["enc1"] = self.enc1(x)                                             # (B, C, T, 65)
@@ -279,7 +284,7 @@ class GTCRN(EnhancementNetwork):
             taps[f"dec{i + 1}"] = x
         k = len(DILATIONS)
         taps[f"dec{k + 1}"] = x = self.dec4(x + taps["enc2"])                  # (B, C, T, 65)
-        mask = self.bands.inverse(self.dec5(x + taps["enc1"]))                  # (B, 2, T, F)
+        mask = self.band_split(self.dec5(x + taps["enc1"]))                     # (B, 2, T, F)
         taps[f"dec{k + 2}"] = mask
         return mask, (taps if return_taps else None), tuple(new_state)
 
