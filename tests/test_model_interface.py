@@ -99,6 +99,9 @@ def test_config_names_a_user_class():
     assert (cfg.model.class_, cfg.model.args["channels"], cfg.model.taps) == (MY_NET, 8, TAPS)
     d = cfg.to_dict()
     assert d["model"]["class"] == MY_NET and "class_" not in d["model"]
+    # A preset config resolves as before these keys existed (sekd study compares resolved configs).
+    assert list(load_config(None).to_dict()["model"]) == ["preset", "channels", "layers", "in_channels", "causal",
+                                                          "lookback"]
     model = build_model(cfg)
     assert model.network.module.down1[0].out_channels == 8
     with pytest.raises(SekdError, match="model.clas; valid keys: .*model.class, model.args, model.taps"):

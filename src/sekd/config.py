@@ -32,11 +32,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    preset: str = "cpu-teacher"     # DPDCRN: teacher, student-l, student-m, cpu-teacher, cpu-student, tiny; gtcrn, gtcrn-l
+    preset: str = "cpu-teacher"     # teacher, student-l, student-m, cpu-teacher, cpu-student, tiny (DPDCRN); gtcrn(-l)
     channels: int | None = None     # override the preset's width C
     layers: int | None = None       # override the preset's number of dual-path layers L
     in_channels: int = 1            # microphone channels M (the network reads 2M feature maps)
-    causal: bool = False            # DPDCRN: frame-causal network (masked time attention, per-frame norms); GTCRN always is
+    causal: bool = False            # DPDCRN: frame-causal (masked time attention, per-frame norms); GTCRN always is
     lookback: int | None = None     # causal DPDCRN only: attention look-back in frames (None = unbounded)
     class_: str | None = None       # YAML key `class`: your own network 'package.module:Class' instead of a preset
     args: dict | None = None        # with class: its constructor arguments (plain YAML data)
@@ -44,6 +44,9 @@ class ModelConfig:
 
     # YAML keys that are Python keywords, and the fields that hold them
     KEY_FIELDS: typing.ClassVar[dict[str, str]] = {"class": "class_"}
+    # Left out of the resolved config while unset, so that a preset run's config equals one
+    # written before these keys existed (sekd study compares resolved configs)
+    OMIT_UNSET: typing.ClassVar[tuple[str, ...]] = ("class_", "args", "taps")
 
 
 @dataclass
@@ -101,7 +104,8 @@ SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
 def _to_keys(section) -> dict:
     """A section as YAML keys (``class_`` back to ``class``)."""
     fields = {v: k for k, v in getattr(section, "KEY_FIELDS", {}).items()}
-    return {fields.get(k, k): v for k, v in dataclasses.asdict(section).items()}
+    omit = getattr(section, "OMIT_UNSET", ())
+    return {fields.get(k, k): v for k, v in dataclasses.asdict(section).items() if not (k in omit and v is None)}
 
 
 def _check_value(where: str, value, annotation):
