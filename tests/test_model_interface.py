@@ -1,6 +1,7 @@
 """The model interface (sekd.models.base): built-in networks, user networks with hooked taps, model specs in
 configs and checkpoints."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,9 @@ def test_hooks_capture_the_named_submodules():
     for name, value in expected.items():
         torch.testing.assert_close(taps[name], value)
     assert taps["up2"] is mask and net.tap_layout(257)[1] == "up2"
-    assert net._captured is None  # nothing kept between calls
+    assert not any(m._forward_hooks for m in net.modules())  # hooks only during a forward with taps
+    twin = copy.deepcopy(net)  # a copy captures its own taps
+    torch.testing.assert_close(twin(feats, return_taps=True)[1]["rnn"], r)
     assert torch.equal(net(feats), mask)
 
 

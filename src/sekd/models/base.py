@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections import OrderedDict
+from functools import partial
 
 import torch
 from torch import nn
@@ -124,7 +125,8 @@ class HookedNetwork(EnhancementNetwork):
     ``encoder.0``); a tap is named after its submodule with dots turned into underscores. A
     submodule that returns a tuple (a GRU) gives its first element. Each tapped submodule
     must run once per forward and return ``[B, C, T, D]``. ``args`` are the module's
-    constructor arguments, stored in checkpoints so that the class rebuilds it.
+    constructor arguments, stored in checkpoints so that the class rebuilds it. The hooks
+    exist only during a forward with ``return_taps=True`` (nothing to copy or pickle).
     """
 
     def __init__(self, module: nn.Module, taps: dict[str, list[str]], in_channels: int = 1, args: dict | None = None,
@@ -154,18 +156,6 @@ class HookedNetwork(EnhancementNetwork):
                                     f"both become tap {tap!r})")
                 self._module_of[tap] = path
                 self._sets.setdefault(set_name, []).append(tap)
-                modules[path].register_forward_hook(self._hook(tap))
-        self._captured: dict[str, torch.Tensor] | None = None
-
-    def _hook(self, tap: str):
-        def capture(module, inputs, output):
-            if self._captured is None:
-                return
-            if tap in self._captured:
-                raise SekdError(f"tap {tap!r}: submodule {self._module_of[tap]!r} runs more than once per forward; "
-                                f"tap a submodule that runs once")
-            self._captured[tap] = output[0] if isinstance(output, (tuple, list)) else output
-        return capture
 
     @property
     def tap_sets(self) -> dict[str, list[str]]:
@@ -180,15 +170,25 @@ class HookedNetwork(EnhancementNetwork):
     def forward(self, feats: torch.Tensor, return_taps: bool = False):
         if not return_taps:
             return self.module(feats)
-        self._captured = {}
+        captured: dict[str, torch.Tensor] = {}
+        handles = [self.module.get_submodule(path).register_forward_hook(partial(_capture, captured, tap, path))
+                   for tap, path in self._module_of.items()]
         try:
             mask = self.module(feats)
-            captured = self._captured
         finally:
-            self._captured = None
+            for handle in handles:
+                handle.remove()
         taps = OrderedDict((name, captured[name]) for names in self._sets.values() for name in names
                            if name in captured)
         return mask, taps
+
+
+def _capture(captured: dict, tap: str, path: str, module: nn.Module, inputs, output) -> None:
+    """Forward hook of :class:`HookedNetwork`: keep the submodule's output (a tuple's first element)."""
+    if tap in captured:
+        raise SekdError(f"tap {tap!r}: submodule {path!r} runs more than once per forward; tap a submodule that "
+                        f"runs once")
+    captured[tap] = output[0] if isinstance(output, (tuple, list)) else output
 
 
 def import_class(path: str, where: str) -> type:
