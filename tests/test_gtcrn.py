@@ -115,3 +115,13 @@ def test_other_stft_sizes_are_refused_with_the_fix():
     model = build_enhancer("gtcrn", signal_args={"n_fft": 256, "hop": 128})
     with pytest.raises(SekdError, match="built for 257 STFT bins.*bins=129 or use n_fft 512"):
         model(torch.randn(1, 4000))
+
+
+def test_shipped_configs_train_and_distil_the_same_student():
+    from sekd.config import load_config
+    from sekd.engine.module import build_model
+    plain, distilled = load_config("configs/gtcrn.yaml"), load_config("configs/gtcrn-distill.yaml")
+    assert isinstance(build_model(plain).network, GTCRN)
+    assert distilled.extra["distill"]["method"] == "i2s_tfckd"
+    differ = {k for k, v in plain.to_dict()["train"].items() if distilled.to_dict()["train"][k] != v}
+    assert differ == {"out_dir"} and plain.to_dict()["data"] == distilled.to_dict()["data"]
