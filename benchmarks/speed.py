@@ -1,11 +1,13 @@
 """Size and speed of our models and of the peers, as ratios to the teacher, in one run.
 
-    python benchmarks/speed.py            # teacher, student-l, student-m, RNNoise, NSNet2; 10 s of audio
+    python benchmarks/speed.py            # teacher, student-l, student-m, gtcrn, gtcrn-l, RNNoise, NSNet2; 10 s
     python benchmarks/speed.py --quick    # 2 s of audio, one timed run (a smoke test of the script)
+    python benchmarks/speed.py --systems teacher gtcrn nsnet2   # some rows only (the teacher first: the ratios)
 
 For each system: parameters, MACs per second of audio, and the single-thread real-time
 factor (processing time / audio duration; below 1 is faster than real time) on one
-10-second noisy file, with torch and onnxruntime limited to one thread. Our models have
+10-second noisy file, with torch and onnxruntime limited to one thread. Our models (the
+DPDCRN presets and the ultra-light GTCRN ones, which are causal by design) have
 random weights (their cost does not depend on them) and are timed offline, the whole file
 in one pass, STFT to waveform (:func:`sekd.profile.real_time_factor`). The peers are timed
 through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
@@ -30,7 +32,7 @@ from sekd.models import build_enhancer
 from sekd.peers import PEERS, build_peer
 from sekd.profile import macs_per_second, real_time_factor
 
-OURS = ("teacher", "student-l", "student-m")
+OURS = ("teacher", "student-l", "student-m", "gtcrn", "gtcrn-l")
 
 
 def noisy_file(seconds: float) -> np.ndarray:
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 s of audio and one timed run")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default 10, 2 with --quick)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs (default 3, 1 with --quick)")
+    parser.add_argument("--systems", nargs="+", choices=(*OURS, *PEERS), default=(*OURS, *PEERS),
+                        help="rows to measure (default all); ratios are to the first row")
     args = parser.parse_args()
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     runs = args.runs or (1 if args.quick else 3)
@@ -66,19 +70,19 @@ def main() -> None:
     audio = noisy_file(seconds)
 
     rows = []
-    for preset in OURS:
+    for preset in (s for s in args.systems if s in OURS):
         torch.manual_seed(0)
         model = build_enhancer(preset)
         rows.append((preset, sum(p.numel() for p in model.parameters()), macs_per_second(model),
                      real_time_factor(model, seconds, threads=1, runs=runs)))
-    for name in PEERS:
+    for name in (s for s in args.systems if s in PEERS):
         peer = build_peer(name)  # onnxruntime sessions are built with one thread
         cost = peer.cost()
         rows.append((name, cost["params"], cost["macs_per_second"], peer_rtf(peer, audio, runs)))
 
-    _, t_params, t_macs, t_rtf = rows[0]
+    first, t_params, t_macs, t_rtf = rows[0]
     print(f"{seconds:g} s of audio, 1 thread, median of {runs} timed run(s) after a warm-up\n")
-    print("| system | parameters | × teacher | MACs/s | × teacher | RTF (1 thread) | × teacher |")
+    print(f"| system | parameters | × {first} | MACs/s | × {first} | RTF (1 thread) | × {first} |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, params, macs, rtf in rows:
         print(f"| {name} | {params:,} | {params / t_params:.3f} | {macs / 1e9:.3f} G | {macs / t_macs:.3f} "

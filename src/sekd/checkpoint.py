@@ -3,6 +3,12 @@
 Training (Lightning) checkpoints carry ``checkpoint['sekd'] = {'enhancer': config}`` beside
 the state dict, whose model weights sit under the ``model.`` prefix. ``save_enhancer``
 writes the same format without Lightning, so both load through :func:`load_enhancer`.
+
+The payload is plain data. Format 2: ``config = {"model": spec, "signal_args": {...},
+"ref_channel": int}`` with the model spec of :func:`sekd.models.base.build_network`
+(``{"class": "package.module:Class", "args": {...}, "taps": ... | None, ...}``); the class
+is imported by that name when the checkpoint loads, never unpickled. Format 1 (DPDCRN only)
+stored ``"model_args"`` (DPDCRN arguments) instead of ``"model"`` and still loads.
 """
 
 from __future__ import annotations
@@ -21,7 +27,17 @@ PREFIX = "model."
 
 
 def enhancer_payload(model: SpeechEnhancer) -> dict:
-    return {"enhancer": model.get_config(), "format": 1}
+    return {"enhancer": model.get_config(), "format": 2}
+
+
+def enhancer_from_payload(payload: dict, where: str) -> SpeechEnhancer:
+    """The (untrained) enhancer a payload describes; ``where`` (the checkpoint) prefixes errors."""
+    config = dict(payload["enhancer"])
+    if "model_args" in config:  # format 1: DPDCRN arguments
+        config["model"] = config.pop("model_args")
+    if not isinstance(config.get("model"), dict):
+        raise SekdError(f"{where}: the checkpoint's model configuration has no model spec")
+    return SpeechEnhancer(config["model"], config.get("signal_args"), config.get("ref_channel", 0), where=where)
 
 
 def save_enhancer(model: SpeechEnhancer, path: str | Path) -> None:
@@ -60,7 +76,7 @@ def load_enhancer(path: str | Path, device: str = "cpu") -> SpeechEnhancer:
     if not isinstance(ckpt, dict) or "sekd" not in ckpt or "state_dict" not in ckpt:
         raise SekdError(f"{path}: not a sekd checkpoint (no model configuration inside)")
     try:
-        model = SpeechEnhancer(**ckpt["sekd"]["enhancer"])
+        model = enhancer_from_payload(ckpt["sekd"], str(path))
     except (TypeError, ValueError, KeyError) as exc:
         raise SekdError(f"{path}: the stored model configuration is not one this sekd builds ({exc})") from None
     state = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}

@@ -33,12 +33,21 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    preset: str = "cpu-teacher"     # teacher, student-l, student-m, cpu-teacher, cpu-student, tiny
+    preset: str = "cpu-teacher"     # teacher, student-l, student-m, cpu-teacher, cpu-student, tiny (DPDCRN); gtcrn(-l)
     channels: int | None = None     # override the preset's width C
     layers: int | None = None       # override the preset's number of dual-path layers L
     in_channels: int = 1            # microphone channels M (the network reads 2M feature maps)
-    causal: bool = False            # frame-causal network (masked time attention, per-frame norms)
-    lookback: int | None = None     # causal only: attention look-back in frames (None = unbounded)
+    causal: bool = False            # DPDCRN: frame-causal (masked time attention, per-frame norms); GTCRN always is
+    lookback: int | None = None     # causal DPDCRN only: attention look-back in frames (None = unbounded)
+    class_: str | None = None       # YAML key `class`: your own network 'package.module:Class' instead of a preset
+    args: dict | None = None        # with class: its constructor arguments (plain YAML data)
+    taps: dict | None = None        # with class: {encoder: [...], middle: [...], decoder: [...]} submodule names
+
+    # YAML keys that are Python keywords, and the fields that hold them
+    KEY_FIELDS: typing.ClassVar[dict[str, str]] = {"class": "class_"}
+    # Left out of the resolved config while unset, so that a preset run's config equals one
+    # written before these keys existed (sekd study compares resolved configs)
+    OMIT_UNSET: typing.ClassVar[tuple[str, ...]] = ("class_", "args", "taps")
 
 
 @dataclass
@@ -82,7 +91,7 @@ class Config:
     extra: dict = field(default_factory=dict)  # further sections (e.g. distill), checked by their owners
 
     def to_dict(self) -> dict:
-        d = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
+        d = {f.name: _to_keys(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
         d.update(self.extra)
         return d
 
@@ -91,6 +100,13 @@ class Config:
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+
+
+def _to_keys(section) -> dict:
+    """A section as YAML keys (``class_`` back to ``class``)."""
+    fields = {v: k for k, v in getattr(section, "KEY_FIELDS", {}).items()}
+    omit = getattr(section, "OMIT_UNSET", ())
+    return {fields.get(k, k): v for k, v in dataclasses.asdict(section).items() if not (k in omit and v is None)}
 
 
 def _check_value(where: str, value, annotation):
@@ -121,12 +137,15 @@ def build_section(name: str, cls, values, source: str):
         values = {}
     if not isinstance(values, dict):
         raise SekdError(f"{source}: section '{name}' must be a mapping")
-    fields = typing.get_type_hints(cls)
+    key_fields = getattr(cls, "KEY_FIELDS", {})
+    key_of = {f: k for k, f in key_fields.items()}
+    values = {key_fields.get(k, k): v for k, v in values.items()}
+    fields = {k: v for k, v in typing.get_type_hints(cls).items() if typing.get_origin(v) is not typing.ClassVar}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise SekdError(f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
-                        f"valid keys: {', '.join(f'{name}.{k}' for k in fields)}")
-    return cls(**{k: _check_value(f"{source}: {name}.{k}", v, fields[k]) for k, v in values.items()})
+                        f"valid keys: {', '.join(f'{name}.{key_of.get(k, k)}' for k in fields)}")
+    return cls(**{k: _check_value(f"{source}: {name}.{key_of.get(k, k)}", v, fields[k]) for k, v in values.items()})
 
 
 def _at_least(low):

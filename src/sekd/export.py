@@ -4,8 +4,9 @@ The graph maps ``feats [1, 2M, 1, F]`` and the state tensors to ``mask [1, 2, 1,
 the new state; input ``state`` names are :meth:`CausalStep.state_names`, outputs carry the
 prefix ``new_``. STFT and iSTFT stay outside (complex STFT does not export): the streaming
 engine (``StreamingEnhancer(engine="onnx")``) does them in NumPy/PyTorch around the graph.
-Initial state: :meth:`CausalStep.initial_state` (zeros, except ``attention_mask``, which
-starts at -inf: no cached frames yet; ``attention_slot`` is the int64 ring position).
+Initial state: :meth:`CausalStep.initial_state` (zeros; for DPDCRN except ``attention_mask``,
+which starts at -inf: no cached frames yet, and ``attention_slot``, the int64 ring position).
+Any causal network with a ``streaming_step`` exports this way (DPDCRN, GTCRN).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Model cost: parameters, MACs per second of audio, and real-time factor on this CPU.
 
 MACs are counted with ptflops (pytorch backend, its default settings), the counter
-method.md's size table was made with, on the DPDCRN network for the input features of
-one second of 16 kHz audio: 1 + 16000 // hop frames (63 at hop 256). The time-path
+method.md's size table was made with, on the network (DPDCRN, GTCRN or a user's) for the
+input features of one second of 16 kHz audio: 1 + 16000 // hop frames (63 at hop 256). The time-path
 attention is quadratic in frames, so longer inputs cost a little more per second; one
 second is the convention the published numbers follow. The STFT, the mask and the
 inverse STFT are not counted (a few MFLOPs per second).
@@ -47,19 +47,28 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def _count_own_macs(module: nn.Module, inputs: tuple, output) -> None:
+    module.__flops__ += int(module.count_macs(inputs[0], output))
+
+
 def count_macs(module: nn.Module, inputs: torch.Tensor) -> int:
-    """MACs of ``module(inputs)`` counted by ptflops, per item of the batch (the first axis)."""
+    """MACs of ``module(inputs)`` counted by ptflops, per item of the batch (the first axis).
+
+    A submodule with a ``count_macs(input, output)`` method counts its own (work ptflops
+    does not see, such as GTCRN's fixed band maps, products with buffers).
+    """
+    own = {type(m): _count_own_macs for m in module.modules() if hasattr(m, "count_macs")}
     with _eval_mode(module), torch.no_grad():
         macs, _ = get_model_complexity_info(module, tuple(inputs.shape[1:]), input_constructor=lambda _: inputs,
                                             as_strings=False, print_per_layer_stat=False, verbose=False,
-                                            ost=sys.stderr)
+                                            ost=sys.stderr, custom_modules_hooks=own)
     if macs is None:
         raise RuntimeError(f"ptflops could not count the MACs of {type(module).__name__} (see its message above)")
     return int(macs)
 
 
 def macs_per_second(model: SpeechEnhancer) -> int:
-    """MACs of the DPDCRN network for one second of audio at the model's STFT settings."""
+    """MACs of the network for one second of audio at the model's STFT settings."""
     wave = torch.randn(1, model.in_channels, SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
     wave = wave.to(model_device(model))
     feats = sig.features(sig.stft(wave, model.signal), model.signal)
@@ -107,22 +116,26 @@ def profile_model(model: SpeechEnhancer, seconds: float = 10.0, rtf_threads: int
 
     Keys: ``params`` (all parameters), ``macs_per_second`` (see the module docstring),
     ``rtf`` (:func:`real_time_factor` with ``seconds`` of audio and ``rtf_threads`` torch
-    threads, default: torch's current setting), and the description ``width``, ``layers``,
-    ``heads``, ``in_channels``, ``causal``, ``lookback``, ``n_fft``, ``hop``,
-    ``frames_per_second``, ``threads``, ``seconds``, ``runs``.
+    threads, default: torch's current setting), and the description ``architecture`` (class
+    name), ``description`` (one line), ``width``, ``layers``, ``heads`` (None where the
+    network has no such argument), ``in_channels``, ``causal``, ``lookback``, ``n_fft``,
+    ``hop``, ``frames_per_second``, ``threads``, ``seconds``, ``runs``.
     """
-    args = model.network.get_model_args()
+    net = model.network
+    args = net.get_model_args()
     threads = rtf_threads or torch.get_num_threads()
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "macs_per_second": macs_per_second(model),
         "rtf": real_time_factor(model, seconds, threads, runs),
-        "width": args["channels"],
-        "layers": args["layers"],
-        "heads": args["heads"],
-        "in_channels": args["in_channels"],
-        "causal": args["causal"],
-        "lookback": args["lookback"],
+        "architecture": type(net).__name__,
+        "description": net.describe(),
+        "width": args.get("channels"),
+        "layers": args.get("layers"),
+        "heads": args.get("heads"),
+        "in_channels": net.in_channels,
+        "causal": net.causal,
+        "lookback": args.get("lookback"),
         "n_fft": model.signal.n_fft,
         "hop": model.signal.hop,
         "frames_per_second": SAMPLE_RATE / model.signal.hop,
@@ -134,12 +147,8 @@ def profile_model(model: SpeechEnhancer, seconds: float = 10.0, rtf_threads: int
 
 def format_profile(d: dict) -> str:
     """Human-readable lines for a :func:`profile_model` result."""
-    kind = "causal" if d["causal"] else "offline"
-    if d["causal"] and d["lookback"] is not None:
-        kind += f", look-back {d['lookback']} frames"
     return "\n".join([
-        f"model             DPDCRN width {d['width']}, {d['layers']} dual-path layer(s), {d['heads']} heads, "
-        f"{d['in_channels']} input channel(s), {kind}",
+        f"model             {d['description']}",
         f"signal            n_fft {d['n_fft']}, hop {d['hop']} ({d['frames_per_second']:g} frames/s)",
         f"parameters        {d['params']:,}",
         f"MACs per second   {d['macs_per_second'] / 1e9:.3f} G (ptflops, network only, 1 s of audio)",

@@ -25,6 +25,7 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import SekdError
 
@@ -36,16 +37,18 @@ class TapInfo:
     """Shapes of one model's taps for a fixed training crop (what a method is built from)."""
 
     sets: dict[str, list[str]]          # correlated sets of method.md §3.1: encoder, middle, decoder
-    shapes: dict[str, tuple[int, int]]  # (C, D) of every tap enc1..dec3, plus ``out`` (2, F)
+    shapes: dict[str, tuple[int, int]]  # (C, D) of every tap of the sets, plus ``out`` (2, F)
     frames: int                         # T of the fixed training crop
     batch: int                          # fixed training batch size B
+    mask_tap: str | None = None         # the tap that is the network's mask itself (DPDCRN's dec3), if any
 
     @classmethod
     def from_network(cls, network, bins: int, frames: int, batch: int) -> "TapInfo":
-        """From a :class:`sekd.models.DPDCRN` fed ``bins`` frequency bins."""
-        shapes = dict(network.tap_channels_bins(bins))
+        """From any :class:`sekd.models.EnhancementNetwork` fed ``bins`` frequency bins."""
+        shapes, mask_tap = network.tap_layout(bins)
+        shapes = dict(shapes)
         shapes["out"] = (2, bins)
-        return cls(sets=network.tap_sets, shapes=shapes, frames=frames, batch=batch)
+        return cls(sets=network.tap_sets, shapes=shapes, frames=frames, batch=batch, mask_tap=mask_tap)
 
     @classmethod
     def from_enhancer(cls, enhancer, samples: int, batch: int) -> "TapInfo":
@@ -55,16 +58,69 @@ class TapInfo:
 
     @property
     def levels(self) -> list[str]:
-        """The six feature taps the layer-wise baselines match, shallow to deep.
+        """The feature taps the layer-wise baselines match, shallow to deep.
 
-        enc1, enc2, enc3, the last middle tap (the only one that feeds the decoder), dec1,
-        dec2. dec3 is left out: it is the mask, which output KD covers. Student and teacher
-        levels correspond index by index and have the same D.
+        Every encoder tap, the last middle tap (the one that feeds the decoder), every
+        decoder tap except the mask (output KD covers it). DPDCRN: enc1, enc2, enc3, midL,
+        dec1, dec2. :func:`paired_levels` pairs them across two models.
         """
-        return [*self.sets["encoder"], self.sets["middle"][-1], *self.sets["decoder"][:2]]
+        decoder = [n for n in self.sets["decoder"] if n != self.mask_tap]
+        return [*self.sets["encoder"], self.sets["middle"][-1], *decoder]
+
+    @property
+    def feature_taps(self) -> list[str]:
+        """Every tap of the three sets except the mask."""
+        return [n for s in ("encoder", "middle", "decoder") for n in self.sets[s] if n != self.mask_tap]
+
+    @property
+    def width(self) -> int:
+        """The model's width for the fusion units' outputs: the channels of its first encoder tap."""
+        return self.channels(self.sets["encoder"][0])
 
     def channels(self, tap: str) -> int:
         return self.shapes[tap][0]
+
+    def bins(self, tap: str) -> int:
+        return self.shapes[tap][1]
+
+
+def _level_groups(info: TapInfo) -> list[list[str]]:
+    """:attr:`TapInfo.levels` split by set: encoder taps, the last middle tap, decoder feature taps."""
+    levels = info.levels
+    n_enc = len(info.sets["encoder"])
+    return [levels[:n_enc], levels[n_enc:n_enc + 1], levels[n_enc + 1:]]
+
+
+def paired_levels(student: TapInfo, teacher: TapInfo) -> list[tuple[str, str]]:
+    """(student level, teacher level) pairs for the layer-wise baselines, shallow to deep.
+
+    Within each set (encoder, middle, decoder) every student level gets the teacher level
+    at the same relative depth, both ends aligned: with equal counts (DPDCRN to DPDCRN) level
+    k pairs with level k; a set with fewer teacher taps reuses some, one with more skips
+    some. A student set with a single level pairs with the teacher set's last level (the
+    middle set's bottleneck output; the decoder's level nearest the mask).
+    """
+    pairs = []
+    for s_group, t_group in zip(_level_groups(student), _level_groups(teacher)):
+        if not s_group or not t_group:
+            continue
+        last_s, last_t = len(s_group) - 1, len(t_group) - 1
+        for i, name in enumerate(s_group):
+            j = last_t if last_s == 0 else round(i * last_t / last_s)
+            pairs.append((name, t_group[j]))
+    return pairs
+
+
+def resize_bins(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``[B, C, T, D]`` -> ``[B, C, T, bins]``: average-pooled when coarser, linearly interpolated when finer.
+
+    How the layer-wise methods compare taps of different frequency resolutions.
+    """
+    if x.shape[-1] == bins:
+        return x
+    if x.shape[-1] > bins:
+        return F.adaptive_avg_pool2d(x, (x.shape[2], bins))
+    return F.interpolate(x, size=(x.shape[2], bins), mode="bilinear", align_corners=False)
 
 
 @dataclass

@@ -91,21 +91,23 @@ class FusionChain(nn.Module):
     """Units applied in order, each fusing its tap with the previous unit's residual.
 
     Returns the outputs of every unit (``every_output``, ReviewKD) or of the last one only
-    (I²S-TFCKD's representative feature), as a list.
+    (I²S-TFCKD's representative feature), as a list. ``out_channels`` is one width for all
+    units or one per unit.
     """
 
-    def __init__(self, in_channels: list[int], mid_channels: int, out_channels: int,
+    def __init__(self, in_channels: list[int], mid_channels: int, out_channels: int | list[int],
                  norm: Literal["instance", "batch"], every_output: bool,
                  prelu: Literal["shared", "channel"] = "shared"):
         super().__init__()
         last = len(in_channels) - 1
+        outs = out_channels if isinstance(out_channels, list) else [out_channels] * len(in_channels)
         self.every_output = every_output
         # The position-selective path needs the unit's own InstanceNorm before anything pools.
         self.selective = not every_output and norm == "instance"
         self.units = nn.ModuleList(
-            FusionUnit(c, mid_channels, out_channels if every_output or i == last else None, fuse=i > 0, norm=norm,
+            FusionUnit(c, mid_channels, out if every_output or i == last else None, fuse=i > 0, norm=norm,
                        prelu=prelu)
-            for i, c in enumerate(in_channels))
+            for i, (c, out) in enumerate(zip(in_channels, outs)))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.selective:

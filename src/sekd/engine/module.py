@@ -15,14 +15,25 @@ import torch
 from .. import metrics
 from ..checkpoint import enhancer_payload
 from ..config import Config, config_from_dict
+from ..errors import SekdError
 from ..losses import SELoss
 from ..models import SpeechEnhancer, build_enhancer
 
 
-def build_model(cfg: Config) -> SpeechEnhancer:
+def build_model(cfg: Config, where: str = "config") -> SpeechEnhancer:
+    """The model of ``cfg.model``: a preset, or the user's class (``model.class``) with its args and taps."""
     m = cfg.model
-    return build_enhancer(m.preset, in_channels=m.in_channels, causal=m.causal, signal_args=cfg.signal.to_dict(),
-                          channels=m.channels, layers=m.layers, lookback=m.lookback)
+    if m.class_ is None:
+        if m.args is not None or m.taps is not None:
+            raise SekdError(f"{where}: model.args and model.taps go with model.class (your own network)")
+        return build_enhancer(m.preset, in_channels=m.in_channels, causal=m.causal, signal_args=cfg.signal.to_dict(),
+                              channels=m.channels, layers=m.layers, lookback=m.lookback)
+    preset_only = [k for k in ("channels", "layers", "lookback") if getattr(m, k) is not None]
+    if preset_only:
+        raise SekdError(f"{where}: model.{', model.'.join(preset_only)} apply to presets; with model.class give the "
+                        f"network's own arguments in model.args")
+    spec = {"class": m.class_, "args": m.args or {}, "taps": m.taps, "in_channels": m.in_channels}
+    return SpeechEnhancer(spec, cfg.signal.to_dict(), where=where)
 
 
 class EnhancementModule(L.LightningModule):

@@ -1,16 +1,39 @@
-"""Models: the DPDCRN network, its presets, and the waveform-level SpeechEnhancer."""
+"""Models: the model interface, its two built-in networks (DPDCRN, GTCRN), presets, and the SpeechEnhancer."""
 
+from __future__ import annotations
+
+import inspect
+
+from ..errors import SekdError
+from .base import EnhancementNetwork, HookedNetwork, StreamingStep, build_network, import_class, network_spec
 from .dpdcrn import DPDCRN
 from .enhancer import SpeechEnhancer
-from .presets import PRESETS, preset_args
+from .gtcrn import GTCRN
+from .presets import GTCRN_PRESETS, PRESETS, preset_args, preset_spec
 
-__all__ = ["DPDCRN", "SpeechEnhancer", "PRESETS", "preset_args", "build_enhancer"]
+__all__ = ["EnhancementNetwork", "HookedNetwork", "StreamingStep", "build_network", "network_spec", "DPDCRN",
+           "GTCRN", "SpeechEnhancer", "PRESETS", "GTCRN_PRESETS", "preset_args", "preset_spec", "build_enhancer"]
 
 
 def build_enhancer(preset: str, in_channels: int = 1, causal: bool = False, signal_args: dict | None = None,
                    **overrides) -> SpeechEnhancer:
-    """A SpeechEnhancer from a preset name, with optional overrides of the DPDCRN arguments."""
-    args = preset_args(preset)
-    args.update(in_channels=in_channels, causal=causal)
-    args.update({k: v for k, v in overrides.items() if v is not None})
-    return SpeechEnhancer(args, signal_args)
+    """A SpeechEnhancer from a preset name, with optional overrides of the network's arguments.
+
+    ``causal`` goes to networks that have the option (DPDCRN); GTCRN is always causal. An
+    override the preset's network does not take (``lookback`` for GTCRN) is refused.
+    """
+    spec = preset_spec(preset)
+    cls = import_class(spec["class"], f"preset {preset!r}")
+    accepted = inspect.signature(cls).parameters
+    args = spec["args"]
+    args["in_channels"] = in_channels
+    if "causal" in accepted:
+        args["causal"] = causal
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            raise SekdError(f"model.{key} does not apply to preset {preset!r} ({cls.__name__}); "
+                            f"it takes: {', '.join(accepted)}")
+        args[key] = value
+    return SpeechEnhancer(spec, signal_args)

@@ -13,11 +13,15 @@ every normalisation that pools over frames (InstanceNorm, GroupNorm) becomes
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..audio import SAMPLE_RATE
+from .base import EnhancementNetwork
 
 
 PATH_NORM_EPS = 1e-8
@@ -144,7 +148,7 @@ class DualPathBlock(nn.Module):
         return taps
 
 
-class DPDCRN(nn.Module):
+class DPDCRN(EnhancementNetwork):
     """DPDCRN of width ``channels`` (C) with ``layers`` (L) dual-path layers.
 
     ``in_channels`` is the number of microphone channels M; the network reads 2M feature
@@ -160,6 +164,7 @@ class DPDCRN(nn.Module):
             raise ValueError(f"DPDCRN needs at least one dual-path layer, got layers={layers}")
         self.args = dict(channels=channels, layers=layers, in_channels=in_channels, heads=heads,
                          causal=causal, lookback=lookback)
+        self.in_channels, self.causal, self.lookback = in_channels, causal, lookback
         c = channels
         self.enc1 = nn.Sequential(nn.Conv2d(2 * in_channels, c, (1, 3), (1, 2), padding=(0, 1)),
                                   feature_norm(c, causal), nn.PReLU(c))
@@ -173,6 +178,24 @@ class DPDCRN(nn.Module):
     def get_model_args(self) -> dict:
         """Constructor arguments: ``DPDCRN(**get_model_args())`` rebuilds the architecture."""
         return dict(self.args)
+
+    def describe(self) -> str:
+        kind = "causal" if self.causal else "offline"
+        if self.causal and self.lookback is not None:
+            kind += f", look-back {self.lookback} frames"
+        a = self.args
+        return (f"DPDCRN width {a['channels']}, {a['layers']} dual-path layer(s), {a['heads']} heads, "
+                f"{a['in_channels']} input channel(s), {kind}")
+
+    def attention_cache_frames(self, hop: int, cache_seconds: float) -> int:
+        """The look-back, or ``cache_seconds`` of frames for a model trained without one."""
+        if self.lookback is None:
+            return max(1, math.ceil(cache_seconds * SAMPLE_RATE / hop))
+        return self.lookback
+
+    def streaming_step(self, cache_frames: int):
+        from .dpdcrn_step import DPDCRNStep
+        return DPDCRNStep(self, cache_frames)
 
     @property
     def tap_sets(self) -> dict[str, list[str]]:

@@ -1,7 +1,9 @@
-"""SpeechEnhancer: the signal path of method.md §1 around a DPDCRN network.
+"""SpeechEnhancer: the signal path of method.md §1 around any enhancement network.
 
-``waveform -> stft -> compress -> DPDCRN -> polar mask on the reference channel -> istft``.
-A checkpoint needs only :meth:`SpeechEnhancer.get_config` and the state dict to rebuild it.
+``waveform -> stft -> compress -> network -> polar mask on the reference channel -> istft``.
+The network is anything :mod:`sekd.models.base` accepts. A checkpoint needs only
+:meth:`SpeechEnhancer.get_config` (plain data: the model spec, STFT settings, reference
+channel) and the state dict to rebuild it.
 """
 
 from __future__ import annotations
@@ -10,30 +12,42 @@ import torch
 from torch import nn
 
 from .. import signal as sig
+from .base import EnhancementNetwork, build_network, class_path, network_spec
 from .dpdcrn import DPDCRN
+
+DPDCRN_CLASS = class_path(DPDCRN)
+
+
+def as_model_spec(model: dict) -> dict:
+    """A model spec (``{"class": ..., "args": ...}``); a mapping without ``class`` is DPDCRN arguments (format 1)."""
+    return dict(model) if "class" in model else {"class": DPDCRN_CLASS, "args": dict(model), "taps": None}
 
 
 class SpeechEnhancer(nn.Module):
     """Waveform in, waveform out.
 
-    ``model_args`` are :class:`DPDCRN` arguments; ``signal_args`` are
-    :class:`sekd.signal.SignalConfig` fields. ``ref_channel`` picks the microphone channel
-    whose spectrum the mask is applied to.
+    ``model`` is a model spec (:func:`sekd.models.base.build_network`) or, as in format-1
+    checkpoints, the arguments of a :class:`DPDCRN`; ``network`` instead passes a ready
+    network. ``signal_args`` are :class:`sekd.signal.SignalConfig` fields. ``ref_channel``
+    picks the microphone channel whose spectrum the mask is applied to. ``where`` (a
+    checkpoint or config file) prefixes errors about the model spec.
     """
 
-    def __init__(self, model_args: dict, signal_args: dict | None = None, ref_channel: int = 0):
+    def __init__(self, model: dict | None = None, signal_args: dict | None = None, ref_channel: int = 0, *,
+                 network: EnhancementNetwork | None = None, where: str = "model"):
         super().__init__()
-        self.network = DPDCRN(**model_args)
+        if (model is None) == (network is None):
+            raise ValueError("SpeechEnhancer needs exactly one of model (a spec) and network")
+        self.network = network if network is not None else build_network(as_model_spec(model), where)
         self.signal = sig.SignalConfig(**(signal_args or {}))
         self.ref_channel = ref_channel
 
     @property
     def in_channels(self) -> int:
-        return self.network.args["in_channels"]
+        return self.network.in_channels
 
     def get_config(self) -> dict:
-        return dict(model_args=self.network.get_model_args(), signal_args=self.signal.to_dict(),
-                    ref_channel=self.ref_channel)
+        return dict(model=network_spec(self.network), signal_args=self.signal.to_dict(), ref_channel=self.ref_channel)
 
     def forward(self, noisy: torch.Tensor, return_taps: bool = False):
         """``noisy [B, M, N]`` -> enhanced ``[B, N]``.

@@ -8,7 +8,8 @@ Implements method.md §3 (the released demo's reading unless an option says othe
   ``[B, T, T]`` (frames of one item) and the second stream, ``second_stream: batch``
   ``[B, T, B]`` (items at one frame; the demo's "frequency" stream) or
   ``second_stream: freq`` ``[B, D, D]`` (bins of one item, the paper's wording; every tap
-  is first average-pooled over bins to the bottleneck's D = 64, the smallest in every set).
+  is first average-pooled over bins to the bottleneck's D, the smallest D of either model:
+  64 for DPDCRN).
 - Calibration (§3.3): each tap has its own embedding per stream, applied to the rows of
   its unnormalised Gram matrix: time Linear(T → 2T) → ReLU → Linear(2T → T), second stream
   Linear(n → k·n) → ReLU → Linear(k·n → k·n) (n = B, or D in ``freq``), then L2
@@ -155,7 +156,8 @@ class I2STFCKD(DistillMethod):
         super().__init__(student, teacher, **options)
         o = self.options
         self.streams = {"both": ["time", "second"], "time": ["time"], "second": ["second"]}[o.streams]
-        self.bins = student.shapes["enc2"][1]  # bottleneck D: resolution of the freq stream
+        # freq stream resolution: the bottleneck's D (the smallest D of either model; 64 for DPDCRN)
+        self.bins = min(info.bins(n) for info in (student, teacher) for s in SETS for n in info.sets[s])
         groups = {s: (student.sets[s], teacher.sets[s]) for s in SETS} if o.intra else {}
         if o.inter:
             groups["inter"] = (self._rep_names(student), self._rep_names(teacher))
@@ -172,7 +174,7 @@ class I2STFCKD(DistillMethod):
         if o.inter and o.fusion:
             self.fusion = nn.ModuleDict({
                 side: nn.ModuleDict({s: FusionChain([info.channels(n) for n in chain_order(info, s)],
-                                                    o.fusion_channels, info.channels("enc1"), norm="instance",
+                                                    o.fusion_channels, info.width, norm="instance",
                                                     every_output=False, prelu=o.fusion_prelu) for s in SETS})
                 for side, info in (("s", student), ("t", teacher))})
             if o.calibration == "uniform" or o.teacher_fusion == "frozen":

@@ -1,6 +1,7 @@
 """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018; method.md §4.6).
 
-Taps: the six levels of :attr:`TapInfo.levels`, student level k against teacher level k.
+Taps: the levels of :attr:`TapInfo.levels`, paired by :func:`sekd.distill.base.paired_levels`
+(DPDCRN to DPDCRN: level k with level k); widths and bins may differ.
 Per tap, the cosine similarities between the batch items (tap flattened per item) are mapped
 to [0, 1] by (c + 1)/2 and normalised over each row; the loss per level is
 mean over the B×B entries of P_t·(log(P_t + eps) − log(P_s + eps)) as in the authors' code,
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..base import DistillMethod
+from ..base import DistillMethod, paired_levels
 from ..registry import register
 from ..similarity import cosine_distribution
 
@@ -37,7 +38,7 @@ class PKT(DistillMethod):
 
     def compute(self, student_taps, teacher_taps):
         eps, terms = self.options.eps, {}
-        for s_name, t_name in zip(self.student_info.levels, self.teacher_info.levels):
+        for s_name, t_name in paired_levels(self.student_info, self.teacher_info):
             q = batch_distribution(student_taps[s_name], eps)
             p = batch_distribution(teacher_taps[t_name], eps)
             terms[s_name] = (p * ((p + eps).log() - (q + eps).log())).mean()

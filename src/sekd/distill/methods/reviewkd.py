@@ -1,14 +1,17 @@
 """ReviewKD (Chen et al., CVPR 2021, "Distilling knowledge via knowledge review"; method.md §4.9).
 
-Taps: the six levels of :attr:`TapInfo.levels` (enc1, enc2, enc3, last mid, dec1, dec2).
-The student's levels pass through a chain of attention-based fusion units (ABF,
+Taps: the levels of :attr:`TapInfo.levels` (DPDCRN: enc1, enc2, enc3, last mid, dec1,
+dec2), paired across the models by :func:`sekd.distill.base.paired_levels`. The student's
+levels pass through a chain of attention-based fusion units (ABF,
 :class:`sekd.distill.fusion.FusionUnit` with BatchNorm as in the released code) from the
 deepest level (dec2) to the shallowest (enc1): each unit maps its student tap C_s → m and
-fuses it with the residual of the deeper unit, then maps m → C_t, so the output at level k
-reviews student levels k..5 and is matched to teacher level k by the hierarchical context
-loss (HCL): MSE at full resolution plus MSE after adaptive average pooling of (T, D) to
-4×4, 2×2 and 1×1, weighted 1, 1/2, 1/4, 1/8 and normalised by their sum. Loss: sum over
-levels.
+fuses it with the residual of the deeper unit, then maps m → C_t of its paired teacher
+level, so the output at level k reviews student levels k..L and is matched to its teacher
+level by the hierarchical context loss (HCL): MSE at full resolution plus MSE after
+adaptive average pooling of (T, D) to 4×4, 2×2 and 1×1, weighted 1, 1/2, 1/4, 1/8 and
+normalised by their sum. An output with another D than its teacher level is first
+resampled over bins (:func:`sekd.distill.base.resize_bins`; ReviewKD resizes its fused
+maps to the teacher's). Loss: sum over levels.
 
 Identical student and teacher taps do not give zero loss: every output is a learned fusion
 of several levels, with no identity setting. The test checks instead that training the
@@ -23,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from ...errors import SekdError
-from ..base import DistillMethod
+from ..base import DistillMethod, paired_levels, resize_bins
 from ..fusion import FusionChain
 from ..registry import register
 
@@ -55,12 +58,12 @@ class ReviewKD(DistillMethod):
 
     def __init__(self, student, teacher, **options):
         super().__init__(student, teacher, **options)
-        deep_first = student.levels[::-1]
-        self.fusion = FusionChain([student.channels(n) for n in deep_first], self.options.mid_channels,
-                                  teacher.channels("enc1"), norm="batch", every_output=True)
+        self.deep_first = paired_levels(student, teacher)[::-1]
+        self.fusion = FusionChain([student.channels(s) for s, _ in self.deep_first], self.options.mid_channels,
+                                  [teacher.channels(t) for _, t in self.deep_first], norm="batch", every_output=True)
 
     def compute(self, student_taps, teacher_taps):
-        s_levels, t_levels = self.student_info.levels[::-1], self.teacher_info.levels[::-1]  # deepest first
-        fused = self.fusion([student_taps[n] for n in s_levels])  # 6 × (B, C_t, T, D_k)
-        terms = {s: hcl(y, teacher_taps[t]) for s, t, y in reversed(list(zip(s_levels, t_levels, fused)))}
+        fused = self.fusion([student_taps[s] for s, _ in self.deep_first])  # L × (B, C_t, T, D_s)
+        terms = {s: hcl(resize_bins(y, teacher_taps[t].shape[-1]), teacher_taps[t])
+                 for (s, t), y in reversed(list(zip(self.deep_first, fused)))}
         return sum(terms.values()), terms

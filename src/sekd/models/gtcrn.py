@@ -1,0 +1,316 @@
+"""GTCRN: an ultra-light causal network in the style of Rong et al., ICASSP 2024 ("GTCRN: a speech
+enhancement model requiring ultralow computational resources"), written from the paper's description.
+
+Signal path (n_fft 512: 257 bins; C = ``channels``, M microphones):
+
+| stage | operation | output |
+|---|---|---|
+| input | magnitude, real and imaginary parts of each microphone | `[B, 3M, T, 257]` |
+| band merge | bins 0..erb_low-1 kept; the high bins averaged into ``erb_bands`` ERB bands | `[B, 3M, T, 129]` |
+| subband features | each bin with its two neighbours | `[B, 9M, T, 129]` |
+| enc1 | Conv(1×5, stride 2 in frequency) → BatchNorm → PReLU | `[B, C, T, 65]` |
+| enc2 | the same, 2 groups | `[B, C, T, 33]` |
+| enc3..enc5 | grouped temporal conv blocks, time dilation 1, 2, 5 | `[B, C, T, 33]` |
+| mid1..midL | grouped dual-path GRU (frequency: bidirectional, time: forward) | `[B, C, T, 33]` |
+| dec1..dec3 | temporal conv blocks, dilation 5, 2, 1, on the sum with enc5..enc3 | `[B, C, T, 33]` |
+| dec4 | transposed Conv(1×5, stride 2), 2 groups → BN → PReLU, on the sum with enc2 | `[B, C, T, 65]` |
+| dec5 | transposed Conv(1×5, stride 2) on the sum with enc1, then band split: the mask | `[B, 2, T, 257]` |
+
+A temporal conv block splits its channels in two; one half goes through subband
+features → 1×1 conv → depthwise (3, 3) conv dilated in time, causal → 1×1 conv →
+temporal attention (a GRU over the per-channel energy gives a sigmoid weight per channel
+and frame), then the halves are concatenated and their channels interleaved (shuffle).
+The paper's output is a complex ratio mask; here the last layer's two maps are the polar
+mask every sekd network emits (method.md §1), without an output activation.
+
+Everything along time is causal (left-padded convolutions, forward GRUs); BatchNorm uses
+running statistics in eval mode, so in eval mode output frame t depends on input frames ≤ t.
+All memory across frames is explicit: :meth:`GTCRN.run` takes and returns the state tuple
+(convolution histories and GRU states), the offline forward starts it at zeros, and the
+hop-by-hop step (:class:`GTCRNStep`) is the same code on one frame, so streaming equals
+offline by construction.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..audio import SAMPLE_RATE
+from ..errors import SekdError
+from .base import EnhancementNetwork, StreamingStep
+
+DILATIONS = (1, 2, 5)
+
+
+def erb_scale(hz: torch.Tensor) -> torch.Tensor:
+    """ERB-rate (Glasberg & Moore): number of equivalent rectangular bandwidths below ``hz``."""
+    return 21.4 * torch.log10(1 + 0.00437 * hz)
+
+
+def erb_weights(bins: int, low_bins: int, bands: int) -> torch.Tensor:
+    """``[bands, bins - low_bins]`` triangular weights of the high bins, centres evenly spaced in ERB-rate.
+
+    Neighbouring triangles overlap so that every bin's weights sum to one.
+    """
+    hz = torch.arange(low_bins, bins, dtype=torch.float64) * (SAMPLE_RATE / 2) / (bins - 1)
+    rate = erb_scale(hz)
+    centres = torch.linspace(float(rate[0]), float(rate[-1]), bands, dtype=torch.float64)
+    spacing = centres[1] - centres[0]
+    return (1 - (rate[None, :] - centres[:, None]).abs() / spacing).clamp_min(0)
+
+
+class FixedBandMap(nn.Module):
+    """Keep the first ``low_bins`` bins, map the rest through a fixed matrix (a buffer, not trained)."""
+
+    def __init__(self, matrix: torch.Tensor, low_bins: int):
+        super().__init__()
+        self.low_bins = low_bins
+        self.register_buffer("matrix", matrix.float(), persistent=False)  # (out, in) over the high part
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., low + in) -> (..., low + out)
+        return torch.cat([x[..., :self.low_bins], F.linear(x[..., self.low_bins:], self.matrix)], dim=-1)
+
+    def count_macs(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """For :mod:`sekd.profile`: ptflops does not see a product with a buffer."""
+        return x[..., 0].numel() * self.matrix.numel()
+
+
+def erb_band_maps(bins: int, low_bins: int, bands: int) -> tuple[FixedBandMap, FixedBandMap]:
+    """(merge, split): high bins to band averages, and bands back to bins (each bin a blend of its bands)."""
+    w = erb_weights(bins, low_bins, bands)
+    if (w.sum(1) == 0).any():
+        raise SekdError(f"GTCRN: {bands} ERB bands are too many for the {bins - low_bins} high bins")
+    return FixedBandMap(w / w.sum(1, keepdim=True), low_bins), FixedBandMap((w / w.sum(0, keepdim=True)).T, low_bins)
+
+
+def subband_features(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, T, F]`` -> ``[B, 3C, T, F]``: every bin with its lower and upper neighbour (zeros at the edges)."""
+    padded = F.pad(x, (1, 1))
+    return torch.stack([padded[..., :-2], x, padded[..., 2:]], dim=2).flatten(1, 2)
+
+
+def frequency_conv(c_in: int, c_out: int, groups: int = 1, transposed: bool = False) -> nn.Module:
+    """Kernel 5 along frequency, stride 2: 129 -> 65 -> 33 bins, or back with ``transposed``."""
+    if transposed:
+        return nn.ConvTranspose2d(c_in, c_out, (1, 5), (1, 2), padding=(0, 2), groups=groups)
+    return nn.Conv2d(c_in, c_out, (1, 5), (1, 2), padding=(0, 2), groups=groups)
+
+
+class CausalDepthwiseConv(nn.Module):
+    """Depthwise (3, 3) convolution, dilated in time, reading the last ``2·dilation`` frames from its history."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.context = 2 * dilation
+        self.conv = nn.Conv2d(channels, channels, 3, padding=(0, 1), dilation=(dilation, 1), groups=channels)
+
+    def forward(self, x: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        extended = torch.cat([history, x], dim=2)             # (B, C, 2d + T, F)
+        return self.conv(extended), extended[:, :, -self.context:]
+
+
+class TemporalAttention(nn.Module):
+    """TRA: per channel and frame, a sigmoid weight from a forward GRU over the mean energy across bins."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gru = nn.GRU(channels, 2 * channels, batch_first=True)
+        self.fc = nn.Linear(2 * channels, channels)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        energy = x.pow(2).mean(-1).transpose(1, 2)             # (B, T, C)
+        h, state = self.gru(energy, state)
+        weight = torch.sigmoid(self.fc(h)).transpose(1, 2)     # (B, C, T)
+        return x * weight[..., None], state
+
+
+class TemporalConvBlock(nn.Module):
+    """Grouped temporal convolution block: half the channels processed, then both halves interleaved."""
+
+    def __init__(self, channels: int, hidden: int, dilation: int):
+        super().__init__()
+        half = channels // 2
+        self.point_in = nn.Sequential(nn.Conv2d(3 * half, hidden, 1), nn.BatchNorm2d(hidden), nn.PReLU(hidden))
+        self.depthwise = CausalDepthwiseConv(hidden, dilation)
+        self.depth_act = nn.Sequential(nn.BatchNorm2d(hidden), nn.PReLU(hidden))
+        self.point_out = nn.Sequential(nn.Conv2d(hidden, half, 1), nn.BatchNorm2d(half))
+        self.attention = TemporalAttention(half)
+
+    def forward(self, x: torch.Tensor, history: torch.Tensor, gru_state: torch.Tensor):
+        processed, passed = x.chunk(2, dim=1)
+        h, history = self.depthwise(self.point_in(subband_features(processed)), history)
+        h, gru_state = self.attention(self.point_out(self.depth_act(h)), gru_state)
+        return torch.stack([h, passed], dim=2).flatten(1, 2), history, gru_state  # channel shuffle
+
+
+class GroupedGRU(nn.Module):
+    """Two GRUs, each on half of the features (half the weights of one GRU of the full width)."""
+
+    def __init__(self, size: int, hidden: int, bidirectional: bool, groups: int = 2):
+        super().__init__()
+        self.groups = groups
+        self.grus = nn.ModuleList(nn.GRU(size // groups, hidden // groups, batch_first=True,
+                                         bidirectional=bidirectional) for _ in range(groups))
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
+        inputs = x.chunk(self.groups, dim=-1)
+        states = state.chunk(self.groups, dim=-1) if state is not None else [None] * self.groups
+        outs = [gru(xi, hi) for gru, xi, hi in zip(self.grus, inputs, states)]
+        return torch.cat([o for o, _ in outs], dim=-1), torch.cat([h for _, h in outs], dim=-1)
+
+
+class DualPathGRU(nn.Module):
+    """Grouped dual-path GRU: along frequency (bidirectional), then along time (forward), each with a residual."""
+
+    def __init__(self, channels: int, bins: int):
+        super().__init__()
+        self.intra = GroupedGRU(channels, channels // 2, bidirectional=True)
+        self.intra_fc = nn.Linear(channels, channels)
+        self.intra_norm = nn.LayerNorm((bins, channels))
+        self.inter = GroupedGRU(channels, channels, bidirectional=False)
+        self.inter_fc = nn.Linear(channels, channels)
+        self.inter_norm = nn.LayerNorm((bins, channels))
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, t, f = x.shape
+        x = x.permute(0, 2, 3, 1)                                                # (B, T, F, C)
+        r, _ = self.intra(x.reshape(b * t, f, c))                                # along frequency
+        x = x + self.intra_norm(self.intra_fc(r).reshape(b, t, f, c))
+        s, state = self.inter(x.transpose(1, 2).reshape(b * f, t, c), state)     # along time
+        x = x + self.inter_norm(self.inter_fc(s).reshape(b, f, t, c).transpose(1, 2))
+        return x.permute(0, 3, 1, 2), state                                      # (B, C, T, F)
+
+
+class GTCRN(EnhancementNetwork):
+    """GTCRN of width ``channels`` (C) with ``layers`` dual-path GRU layers; always causal (see the module docstring).
+
+    ``bins`` is the STFT's bin count (257 for n_fft 512), ``erb_low`` the low bins kept as
+    they are and ``erb_bands`` the ERB bands the rest is merged into.
+    """
+
+    causal = True
+
+    def __init__(self, channels: int = 16, layers: int = 2, in_channels: int = 1, bins: int = 257,
+                 erb_low: int = 65, erb_bands: int = 64):
+        super().__init__()
+        if channels % 4 or channels < 4:
+            raise ValueError(f"GTCRN width {channels} must be a positive multiple of 4 (grouped GRUs of half width)")
+        if layers < 1:
+            raise ValueError(f"GTCRN needs at least one dual-path layer, got layers={layers}")
+        if not 0 < erb_low < bins:
+            raise ValueError(f"GTCRN: erb_low={erb_low} must lie between 0 and bins={bins}")
+        self.args = dict(channels=channels, layers=layers, in_channels=in_channels, bins=bins, erb_low=erb_low,
+                         erb_bands=erb_bands)
+        self.in_channels, self.bins = in_channels, bins
+        c = channels
+        merged = erb_low + erb_bands
+        self.f1 = (merged - 1) // 2 + 1          # after enc1 (129 -> 65)
+        self.f2 = (self.f1 - 1) // 2 + 1         # after enc2 (65 -> 33)
+        if (self.f2 - 1) * 2 + 1 != self.f1 or (self.f1 - 1) * 2 + 1 != merged:
+            raise ValueError(f"GTCRN: erb_low + erb_bands = {merged} must be 4k + 1 so the decoder restores it")
+        self.band_merge, self.band_split = erb_band_maps(bins, erb_low, erb_bands)
+        self.enc1 = nn.Sequential(frequency_conv(9 * in_channels, c), nn.BatchNorm2d(c), nn.PReLU(c))
+        self.enc2 = nn.Sequential(frequency_conv(c, c, groups=2), nn.BatchNorm2d(c), nn.PReLU(c))
+        self.enc_blocks = nn.ModuleList(TemporalConvBlock(c, c, d) for d in DILATIONS)
+        self.middle = nn.ModuleList(DualPathGRU(c, self.f2) for _ in range(layers))
+        self.dec_blocks = nn.ModuleList(TemporalConvBlock(c, c, d) for d in reversed(DILATIONS))
+        self.dec4 = nn.Sequential(frequency_conv(c, c, groups=2, transposed=True), nn.BatchNorm2d(c), nn.PReLU(c))
+        self.dec5 = frequency_conv(c, 2, transposed=True)
+
+    def get_model_args(self) -> dict:
+        return dict(self.args)
+
+    def describe(self) -> str:
+        a = self.args
+        return (f"GTCRN width {a['channels']}, {a['layers']} dual-path GRU layer(s), {a['in_channels']} input "
+                f"channel(s), {a['erb_low']} bins + {a['erb_bands']} ERB bands, causal")
+
+    @property
+    def tap_sets(self) -> dict[str, list[str]]:
+        return {"encoder": [f"enc{i + 1}" for i in range(2 + len(DILATIONS))],
+                "middle": [f"mid{i + 1}" for i in range(len(self.middle))],
+                "decoder": [f"dec{i + 1}" for i in range(len(DILATIONS) + 2)]}
+
+    # -- state ------------------------------------------------------------------------------
+    def state_names(self) -> list[str]:
+        enc = [f"enc{i + 3}_{part}" for i in range(len(DILATIONS)) for part in ("conv", "attention")]
+        dec = [f"dec{i + 1}_{part}" for i in range(len(DILATIONS)) for part in ("conv", "attention")]
+        return [*enc, *(f"mid{i + 1}_gru" for i in range(len(self.middle))), *dec]
+
+    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
+        """Zeros: the offline model's zero padding in time and zero initial GRU states."""
+        if bins != self.bins:
+            raise SekdError(f"GTCRN was built for {self.bins} STFT bins (model arg bins) but gets {bins}; "
+                            f"build it with bins={bins} or use n_fft {2 * (self.bins - 1)}")
+        p = next(self.parameters())
+        zeros = lambda *shape: torch.zeros(shape, dtype=p.dtype, device=p.device)  # noqa: E731
+        c = self.args["channels"]
+
+        def block(b: TemporalConvBlock) -> list[torch.Tensor]:
+            return [zeros(batch, c, b.depthwise.context, self.f2), zeros(1, batch, c)]
+
+        state = [s for b in self.enc_blocks for s in block(b)]
+        state += [zeros(1, batch * self.f2, c) for _ in self.middle]
+        state += [s for b in self.dec_blocks for s in block(b)]
+        return tuple(state)
+
+    # -- the network ------------------------------------------------------------------------
+    def run(self, feats: torch.Tensor, state: tuple[torch.Tensor, ...], return_taps: bool = False):
+        """``(mask, taps or None, new_state)`` for ``feats [B, 2M, T, F]`` continuing from ``state``."""
+        m = self.in_channels
+        re, im = feats[:, :m], feats[:, m:]
+        x = torch.cat([torch.sqrt(re ** 2 + im ** 2 + 1e-12), re, im], dim=1)   # (B, 3M, T, F)
+        x = subband_features(self.band_merge(x))                                # (B, 9M, T, 129)
+        state, new_state = list(state), []
+        taps = OrderedDict()
+        taps["enc1"] = self.enc1(x)                                             # (B, C, T, 65)
+        taps["enc2"] = x = self.enc2(taps["enc1"])                              # (B, C, T, 33)
+        for i, block in enumerate(self.enc_blocks):
+            x, history, gru = block(x, state.pop(0), state.pop(0))
+            new_state += [history, gru]
+            taps[f"enc{i + 3}"] = x
+        for i, layer in enumerate(self.middle):
+            x, gru = layer(x, state.pop(0))
+            new_state.append(gru)
+            taps[f"mid{i + 1}"] = x
+        skips = [taps[f"enc{i + 3}"] for i in range(len(DILATIONS))][::-1]
+        for i, (block, skip) in enumerate(zip(self.dec_blocks, skips)):
+            x, history, gru = block(x + skip, state.pop(0), state.pop(0))
+            new_state += [history, gru]
+            taps[f"dec{i + 1}"] = x
+        k = len(DILATIONS)
+        taps[f"dec{k + 1}"] = x = self.dec4(x + taps["enc2"])                  # (B, C, T, 65)
+        mask = self.band_split(self.dec5(x + taps["enc1"]))                     # (B, 2, T, F)
+        taps[f"dec{k + 2}"] = mask
+        return mask, (taps if return_taps else None), tuple(new_state)
+
+    def forward(self, feats: torch.Tensor, return_taps: bool = False):
+        """``feats [B, 2M, T, F]`` -> mask ``[B, 2, T, F]`` (and the taps when asked)."""
+        mask, taps, _ = self.run(feats, self.initial_state(feats.shape[0], feats.shape[-1]), return_taps)
+        return (mask, taps) if return_taps else mask
+
+    def streaming_step(self, cache_frames: int) -> "GTCRNStep":
+        return GTCRNStep(self)
+
+
+class GTCRNStep(StreamingStep):
+    """One hop of :class:`GTCRN`: :meth:`GTCRN.run` on one frame with the state passed in and out."""
+
+    def __init__(self, net: GTCRN):
+        super().__init__()
+        self.net = net
+
+    def state_names(self) -> list[str]:
+        return self.net.state_names()
+
+    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
+        return self.net.initial_state(batch, bins)
+
+    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
+        mask, _, new_state = self.net.run(feats, state)
+        return (mask, *new_state)
+
