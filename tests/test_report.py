@@ -107,3 +107,10 @@ def test_report_prints_the_tuned_lambdas(results, tmp_path):
     text = format_report(load_results(results), results)
     assert "| i2s_tfckd | **1** | 2.100 | **2.300** | 2.200 |" in text
     assert "| pkt | **0.1** | **2.250** | 2.200 | 1.900 |" in text
+
+
+def test_curves_are_averaged_over_seeds_at_common_steps():
+    from sekd.report import mean_curves
+    systems = {"none": [{"curve": [[10, 1.0], [20, 2.0]]}, {"curve": [[10, 2.0], [20, 3.0], [30, 9.0]]}],
+               "noisy": [{"rows": []}]}
+    assert mean_curves(systems) == {"none": ([10, 20], [1.5, 2.5])}

@@ -13,7 +13,8 @@ output folder:
   PESQ-WB averaged over the seeds both systems have; p-values also Holm-adjusted over all
   those comparisons), which student comes first, and the λ each method got in the study's
   tuning stage with the validation score of every λ of the grid (``tune/choice.json``).
-- ``bars.png`` (means with their intervals), ``calibration.png`` (I²S-TFCKD's calibration
+- ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
+  training step, mean over seeds, per student system; the teacher beside), ``calibration.png`` (I²S-TFCKD's calibration
   weights α per set and stream, student tap × teacher tap, averaged over the evaluation
   files and the seeds), ``spectrograms.png`` (one evaluation file: noisy, clean, teacher,
   I²S-TFCKD student, no-KD student; needs the corpus and the checkpoints, skipped with a
@@ -285,6 +286,42 @@ def plot_bars(summary: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def mean_curves(systems: dict[str, list[dict]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per trained system: the steps every seed validated at, and the mean validation PESQ-WB there."""
+    curves = {}
+    for name, results in systems.items():
+        runs = [dict((int(step), value) for step, value in r["curve"]) for r in results if r.get("curve")]
+        steps = sorted(set.intersection(*(set(c) for c in runs))) if runs else []
+        if steps:
+            curves[name] = (steps, [float(np.mean([c[step] for c in runs])) for step in steps])
+    return curves
+
+
+def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> None:
+    """Validation PESQ-WB against training step, mean over seeds; the teacher on its own axis (longer schedule)."""
+    plt = _pyplot()
+    teacher = curves.get("teacher")
+    fig, axes = plt.subplots(1, 2 if teacher else 1, figsize=(13 if teacher else 8, 5), squeeze=False)
+    ax = axes[0][0]
+    for name, (steps, values) in curves.items():
+        if name != "teacher":
+            ax.plot(steps, values, marker="o", markersize=3, label=name,
+                    linewidth=2.5 if name in (I2S, NO_KD) else 1.2, color="black" if name == NO_KD else None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation PESQ-WB (mean over seeds)")
+    ax.set_title("students")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if teacher:
+        axes[0][1].plot(*teacher, marker="o", color="tab:red")
+        axes[0][1].set_xlabel("training step")
+        axes[0][1].set_title("teacher")
+        axes[0][1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def average_calibration(results: list[dict]) -> dict[str, dict]:
     """The ``calibration`` maps of several seeds' results averaged per ``set/stream``."""
     maps = [r["calibration"] for r in results if r.get("calibration")]
@@ -382,6 +419,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     text = format_report(systems, results_dir)
     plot_bars(summarise_systems(systems), out / "bars.png")
     pictures = ["![metrics](bars.png)"]
+    curves = mean_curves(systems)
+    if curves:
+        plot_curves(curves, out / "curves.png")
+        pictures.append("![validation PESQ-WB during training](curves.png)")
     maps = average_calibration(systems.get(I2S, []))
     if maps:
         plot_calibration(maps, out / "calibration.png")

@@ -497,7 +497,7 @@ def run_study(study: StudyConfig, stage: str = "all") -> Path:
     check_study_data(study, plan_runs(study), pairs)
     evaluate_untrained(study, pairs)
     train_and_evaluate(study, teacher, pairs)
-    runs = plan_runs(study, choose_weights(study))
+    runs = plan_runs(study, choose_weights(study))[1:]  # the students (the teacher is done)
     for i, run in enumerate(runs, start=1):
         log.info("[%d/%d] %s seed %d (%.0f s elapsed)", i, len(runs), run.system, run.seed,
                  time.perf_counter() - start)
