@@ -35,7 +35,8 @@ def commands(ckpt, tmp_path, pair_folder):
     return {
         "enhance": ["enhance", "--ckpt", str(ckpt), wav, "-o", str(tmp_path / "out")],
         "enhance --stream": ["enhance", "--stream", "--ckpt", str(ckpt), wav, "-o", str(tmp_path / "out")],
-        "evaluate": ["evaluate", "--ckpt", str(ckpt), "--data", str(pair_folder), "--no-dnsmos", "-q", "--workers", "1"],
+        "evaluate": ["evaluate", "--ckpt", str(ckpt), "--data", str(pair_folder), "--no-dnsmos", "-q",
+                     "--workers", "1"],
         "profile": ["profile", "--ckpt", str(ckpt), "--seconds", "0.5"],
         "stream": ["stream", "--ckpt", str(ckpt), wav, "-o", str(tmp_path / "s.wav")],
         "export": ["export", "--ckpt", str(ckpt), "-o", str(tmp_path / "m.onnx")],

@@ -164,7 +164,10 @@ def cmd_profile(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sekd", description="Knowledge distillation for small, fast speech enhancement.",
                                 formatter_class=_formatter,
-                                epilog="run 'sekd COMMAND --help' for the options and examples of each command")
+                                epilog="run 'sekd COMMAND --help' for the options and examples of each command\n\n"
+                                       "exit status: 0 done, 1 some inputs failed (each named), 2 bad usage or "
+                                       "bad data,\n130/143 stopped by Ctrl-C/SIGTERM (training saves last.ckpt "
+                                       "first), anything else a crash")
     p.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

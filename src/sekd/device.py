@@ -28,7 +28,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of a model's parameters (the CPU for a model without any)."""
-    first = next(iter(model.parameters()), None)
+def model_device(model) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any, or for a non-torch engine)."""
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
     return first.device if first is not None else torch.device("cpu")

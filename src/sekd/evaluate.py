@@ -286,7 +286,8 @@ def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_ou
         atomic_write_text(csv_out, format_csv(rows))
     if json_out:
         report = {"data": str(data), "split": split, "checkpoints": dict(ckpts), "dnsmos": dnsmos,
-                  "skipped": skipped, "device": str(device), "metric": metric, **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
+                  "skipped": skipped, "device": str(device), "metric": metric,
+                  **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
         atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return summary
 
