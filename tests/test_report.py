@@ -87,3 +87,23 @@ def test_cli_writes_report_and_pictures(results, tmp_path):
 def test_no_results(tmp_path):
     with pytest.raises(SekdError, match="no result.json"):
         load_results(tmp_path)
+
+
+def test_holm_adjusts_by_rank_and_stays_monotone():
+    from sekd.report import holm
+    adjusted = holm([0.01, 0.04, math.nan, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 over 4 tests: ×4, ×3, ×2, ×1, each at least the one before
+    assert adjusted[0] == pytest.approx(0.04) and adjusted[3] == pytest.approx(0.09)
+    assert adjusted[1] == pytest.approx(0.09) and adjusted[4] == pytest.approx(0.5) and math.isnan(adjusted[2])
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+
+
+def test_report_prints_the_tuned_lambdas(results, tmp_path):
+    tune = results / "tune"
+    tune.mkdir()
+    (tune / "choice.json").write_text(json.dumps({"metric": "best validation PESQ-WB", "split": "valid", "methods": {
+        "i2s_tfckd": {"grid": {"0.1": 2.1, "1": 2.3, "10": 2.2}, "chosen": 1.0, "seed": 0},
+        "pkt": {"grid": {"0.1": 2.25, "1": 2.2, "10": 1.9}, "chosen": 0.1, "seed": 0}}}))
+    text = format_report(load_results(results), results)
+    assert "| i2s_tfckd | **1** | 2.100 | **2.300** | 2.200 |" in text
+    assert "| pkt | **0.1** | **2.250** | 2.200 | 1.900 |" in text

@@ -21,6 +21,7 @@ def write_study(path, small_corpus, out):
         "common": TINY, "methods": ["i2s_tfckd", "pkt"],
         "options": {"i2s_tfckd": {"fusion_channels": 8, "checkpoint": False}},
         "weights": {"pkt": 0.5},
+        "tune": {"grid": [0.5, 2.0]},
         "ablations": {"i2s-intra-only": {"method": "i2s_tfckd", "options": {"inter": False}}},
         "peers": ["nsnet2"],
         "evaluation": {"limit": 3, "dnsmos": False, "workers": 1, "calibration_files": 4},
@@ -79,7 +80,46 @@ def test_study_writes_results_and_skips_finished_runs(finished_study, caplog):
         assert main(["study", str(config)]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == stamps  # nothing retrained
     assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == results
-    assert sum("skip" in r.getMessage() for r in caplog.records) == len(results)
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skip ")]
+    assert sum(not m.startswith("skip tuning") for m in skipped) == len(results)
+    assert sum(r.getMessage().startswith("skip tuning") for r in caplog.records) == 2  # i2s_tfckd at 2 λ
+
+
+def test_tuning_chooses_by_validation_and_the_seed_run_reuses_it(finished_study):
+    _, out = finished_study
+    choice = json.loads((out / "tune" / "choice.json").read_text())
+    assert choice["split"] == "valid" and list(choice["methods"]) == ["i2s_tfckd"]  # pkt has a fixed λ
+    entry = choice["methods"]["i2s_tfckd"]
+    assert set(entry["grid"]) == {"0.5", "2"} and entry["chosen"] in (0.5, 2.0)
+    assert entry["grid"][f"{entry['chosen']:g}"] == max(entry["grid"].values())
+    seed0 = json.loads((out / "i2s_tfckd" / "seed0" / "result.json").read_text())
+    seed1 = json.loads((out / "i2s_tfckd" / "seed1" / "result.json").read_text())
+    assert seed0["weight"] == seed1["weight"] == entry["chosen"]
+    assert seed0["from_tuning"] and not seed1["from_tuning"]  # the tuning seed's run is the tuning run
+    assert json.loads((out / "i2s-intra-only" / "seed0" / "result.json").read_text())["weight"] == entry["chosen"]
+    assert seed0["curve"] and all(len(point) == 2 for point in seed0["curve"])
+
+
+def test_tune_stage_never_reads_the_test_split_and_reuses_a_finished_tuning(small_corpus, tmp_path, monkeypatch):
+    import csv
+    import shutil
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_corpus, corpus)
+    with (corpus / "manifest.csv").open(newline="") as f:
+        test_files = [corpus / row[key] for row in csv.DictReader(f) if row["split"] == "test"
+                      for key in ("noisy", "clean")]
+    assert test_files
+    for path in test_files:  # any read of the test split now fails
+        path.unlink()
+    config = write_study(tmp_path / "s.yaml", corpus, tmp_path / "out")
+    assert main(["study", str(config), "--stage", "tune", "seeds=[0]"]) == 0
+    choice = (tmp_path / "out" / "tune" / "choice.json").read_text()
+    assert not list((tmp_path / "out").rglob("result.json"))  # nothing evaluated
+
+    import sekd.engine.distill
+    monkeypatch.setattr(sekd.engine.distill, "distill", lambda cfg: pytest.fail("a finished tuning run retrained"))
+    assert main(["study", str(config), "--stage", "tune", "seeds=[0]"]) == 0
+    assert (tmp_path / "out" / "tune" / "choice.json").read_text() == choice
 
 
 def test_changed_settings_are_refused(finished_study):

@@ -10,7 +10,9 @@ output folder:
   closes on PESQ-WB, (KD − noKD) / (teacher − noKD), with the no-KD student of the same
   study; a second table gives that share for every metric; then the paired per-file test
   of I²S-TFCKD against every other student (Wilcoxon signed-rank, two-sided, on per-file
-  PESQ-WB averaged over the seeds both systems have), and which student comes first.
+  PESQ-WB averaged over the seeds both systems have; p-values also Holm-adjusted over all
+  those comparisons), which student comes first, and the λ each method got in the study's
+  tuning stage with the validation score of every λ of the grid (``tune/choice.json``).
 - ``bars.png`` (means with their intervals), ``calibration.png`` (I²S-TFCKD's calibration
   weights α per set and stream, student tap × teacher tap, averaged over the evaluation
   files and the seeds), ``spectrograms.png`` (one evaluation file: noisy, clean, teacher,
@@ -147,7 +149,19 @@ def paired_tests(systems: dict[str, list[dict]], reference: str = I2S, metric: s
             p = float(stats.wilcoxon(diff, alternative="two-sided").pvalue)
         tests.append({"system": name, "files": len(ids), "mean_diff": float(diff.mean()) if diff.size else math.nan,
                       "wins": int((diff > 0).sum()), "p": p})
+    for test, adjusted in zip(tests, holm([t["p"] for t in tests])):
+        test["p_holm"] = adjusted
     return tests
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (family-wise error over all the comparisons); NaN stays NaN."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted, running = [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))  # monotone in the sorted order
+        adjusted[i] = running
+    return adjusted
 
 
 def _per_file(runs: dict[int, dict], seeds: list[int], metric: str) -> dict[str, float]:
@@ -159,8 +173,30 @@ def _per_file(runs: dict[int, dict], seeds: list[int], metric: str) -> dict[str,
     return {i: float(np.mean(v)) for i, v in per_id.items() if len(v) == len(seeds)}
 
 
-def format_report(systems: dict[str, list[dict]]) -> str:
-    """The markdown of ``report.md`` (see the module docstring)."""
+def tuning_table(results_dir: Path | None) -> list[str]:
+    """Markdown lines: the λ grid's validation PESQ-WB per method and the choice (``tune/choice.json``)."""
+    path = None if results_dir is None else Path(results_dir) / "tune" / "choice.json"
+    if path is None or not path.is_file():
+        return []
+    methods = json.loads(path.read_text())["methods"]
+    grid = sorted({float(w) for entry in methods.values() for w in entry["grid"]})
+    lines = ["### λ per method, chosen on the valid split", "",
+             "| method | chosen λ | " + " | ".join(f"λ = {w:g}" for w in grid) + " |", "|---|---:|" + "---:|" * len(grid)]
+    for method, entry in methods.items():
+        cells = []
+        for w in grid:
+            score = entry["grid"].get(f"{w:g}")
+            text = "" if score is None else f"{score:.3f}"
+            cells.append(f"**{text}**" if score is not None and w == entry["chosen"] else text)
+        lines.append(f"| {method} | **{entry['chosen']:g}** | " + " | ".join(cells) + " |")
+    seeds = sorted({entry.get("seed") for entry in methods.values()})
+    lines += ["", f"Best validation PESQ-WB of one training run per λ (seed {', '.join(map(str, seeds))}, the "
+                  "students' schedule); the test split takes no part. Ablations use their method's λ."]
+    return lines
+
+
+def format_report(systems: dict[str, list[dict]], results_dir: Path | None = None) -> str:
+    """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table."""
     summary = summarise_systems(systems)
     teacher, no_kd = summary.get("teacher"), summary.get(NO_KD)
     lines = ["| system | seeds | " + " | ".join(LABELS[m] for m in METRICS)
@@ -187,10 +223,14 @@ def format_report(systems: dict[str, list[dict]]) -> str:
     if tests:
         lines += ["", "### I²S-TFCKD against each other student (per-file PESQ-WB, averaged over seeds)", "",
                   "| other system | files | mean difference (I²S − other) | files where I²S is better | "
-                  "Wilcoxon p |", "|---|---:|---:|---:|---:|"]
+                  "Wilcoxon p | Holm-adjusted p |", "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {t['system']} | {t['files']} | {t['mean_diff']:+.3f} | {t['wins']} | "
-                  f"{_fmt_p(t['p'])} |" for t in tests]
+                  f"{_fmt_p(t['p'])} | {_fmt_p(t['p_holm'])} |" for t in tests]
+        lines += ["", f"Holm's correction is over the {len(tests)} comparisons of this table."]
     lines += ["", _ranking(summary)]
+    tuning = tuning_table(results_dir)
+    if tuning:
+        lines += ["", *tuning]
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +379,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     systems = load_results(results_dir)
     out = Path(out_dir) if out_dir else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    text = format_report(systems)
+    text = format_report(systems, results_dir)
     plot_bars(summarise_systems(systems), out / "bars.png")
     pictures = ["![metrics](bars.png)"]
     maps = average_calibration(systems.get(I2S, []))

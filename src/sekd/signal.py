@@ -74,6 +74,7 @@ def apply_polar_mask(mask: torch.Tensor, ref_spec: torch.Tensor, eps: float = 1e
     ``mask [B, 2, T, F]`` holds (M_r, M_i); ``ref_spec [B, T, F]`` is the reference channel's
     uncompressed spectrum Y. Returns Ŝ = tanh(|M|)·|Y|·exp(j(∠Y + ∠M)), ``[B, T, F]`` complex.
     """
+    mask = mask.float()  # under bf16 autocast the network's mask is bf16; the signal path stays fp32
     m_r, m_i = mask[:, 0], mask[:, 1]
     gain = torch.tanh(torch.sqrt(m_r ** 2 + m_i ** 2 + eps))
     # Rotating Y by the unit phasor of M equals multiplying by exp(j∠M) without atan2's

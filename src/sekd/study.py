@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,12 @@ class EvaluationConfig:
 
 
 @dataclass
+class TuneConfig:
+    grid: list = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])  # λ tried per method ([]: no tuning)
+    seed: int | None = None          # the one seed of every tuning run (default: the first seed)
+
+
+@dataclass
 class StudyConfig:
     out_dir: str = "runs/study"
     data: str = "data/builtin"       # corpus for training, validation and evaluation (data.train of every run)
@@ -78,7 +85,8 @@ class StudyConfig:
     student: RunSpec = field(default_factory=RunSpec)
     common: dict = field(default_factory=dict)     # dotted overrides applied to every trained run
     methods: list | str = "all"      # names from `sekd methods`, or "all"
-    weights: dict = field(default_factory=dict)    # λ per method (default 1.0)
+    weights: dict = field(default_factory=dict)    # fixed λ per method: not tuned (untuned default 1.0)
+    tune: TuneConfig = field(default_factory=TuneConfig)  # λ of every other method, chosen on the valid split
     options: dict = field(default_factory=dict)    # the method's options, per method
     ablations: dict = field(default_factory=dict)  # name -> {method, options, weight}: on top of the method's own
     peers: list = field(default_factory=lambda: ["rnnoise", "nsnet2"])
@@ -99,12 +107,19 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
         raise SekdError(f"{source}: a study config must be a mapping")
     raw = dict(raw)
     nested = {"teacher": RunSpec, "student": RunSpec, "evaluation": EvaluationConfig}
+    tune_raw = dict(raw.pop("tune", None) or {})
+    grid = tune_raw.pop("grid", TuneConfig().grid)
     sections = {k: build_section(k, cls, raw.pop(k, None), source) for k, cls in nested.items()}
     lists = {k: raw.pop(k) for k in ("seeds", "methods", "peers") if k in raw}
     cfg = build_section("study", StudyConfig, {**raw, **{k: v for k, v in lists.items() if k == "methods"
                                                          and isinstance(v, str)}}, source)
     for k, cls in nested.items():
         setattr(cfg, k, sections[k])
+    cfg.tune = build_section("tune", TuneConfig, tune_raw, source)
+    if not isinstance(grid, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                             for v in grid) or len(set(grid)) != len(grid):
+        raise SekdError(f"{source}: tune.grid must be a list of distinct positive λ values, got {grid!r}")
+    cfg.tune.grid = [float(v) for v in grid]
     known = [name for name, _ in list_methods()]
     if "seeds" in lists:
         cfg.seeds = _check_list(source, "seeds", lists["seeds"], int)
@@ -161,8 +176,13 @@ class Run:
     options: dict = field(default_factory=dict)
 
 
-def plan_runs(study: StudyConfig) -> list[Run]:
-    """The teacher, then per seed: the no-KD student, every method, every ablation."""
+def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None) -> list[Run]:
+    """The teacher, then per seed: the no-KD student, every method, every ablation.
+
+    λ per method: ``weights`` (fixed), else ``tuned`` (the tuning stage's choice), else 1.0;
+    an ablation has its own ``weight`` or its method's λ.
+    """
+    tuned = tuned or {}
     out = Path(study.out_dir)
     teacher_seed = study.seeds[0] if study.teacher_seed is None else study.teacher_seed
     runs = [Run("teacher", teacher_seed, out / "teacher", None)]
@@ -176,7 +196,8 @@ def plan_runs(study: StudyConfig) -> list[Run]:
     for seed in study.seeds:
         for system, method, extra, weight in students:
             runs.append(Run(system, seed, out / system / f"seed{seed}", None if method == NO_KD else method,
-                            float(weight if weight is not None else study.weights.get(method, 1.0)),
+                            float(weight if weight is not None else study.weights.get(method,
+                                                                                        tuned.get(method, 1.0))),
                             {**(study.options.get(method) or {}), **extra}))
     return runs
 
@@ -212,9 +233,9 @@ def _existing_result(path: Path, settings: dict) -> dict | None:
     return result
 
 
-def _settings(study: StudyConfig, cfg: Config | None = None) -> dict:
+def _settings(study: StudyConfig, cfg: Config | None = None, evaluation: bool = True) -> dict:
     """What decides a result: the run config and the evaluation (JSON round-tripped, to compare with a file)."""
-    d = {"evaluation": asdict(study.evaluation), "data": study.data}
+    d = {"evaluation": asdict(study.evaluation), "data": study.data} if evaluation else {"data": study.data}
     if cfg is not None:
         d["config"] = cfg.to_dict()
     return json.loads(json.dumps(d))
@@ -277,15 +298,10 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     if existing:
         log.info("skip %s seed %d: %s exists", run.system, run.seed, path)
         return existing
+    adopted = run.method is not None and adopt_tuning_run(study, run)
     resumed = (run.out_dir / "checkpoints" / "last.ckpt").is_file()
-    log.info("%s %s seed %d in %s", "resuming" if resumed else "training", run.system, run.seed, run.out_dir)
     start = time.perf_counter()
-    if run.method is None:
-        from .engine.train import train
-        best = train(cfg)
-    else:
-        from .engine.distill import distill
-        best = distill(cfg)
+    best = train_run(cfg, run)
     train_seconds = time.perf_counter() - start
     model = load_enhancer(best)
     rows, summary, eval_seconds = _score(study, pairs, run.system, model)
@@ -293,7 +309,8 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
               "seed": run.seed, "method": run.method or NO_KD, "weight": run.weight if run.method else None,
               "options": run.options, "checkpoint": str(best),
               "params": sum(p.numel() for p in model.parameters()), "macs_per_second": macs_per_second(model),
-              "train_seconds": train_seconds, "resumed": resumed, "eval_seconds": eval_seconds,
+              "train_seconds": train_seconds, "resumed": resumed, "from_tuning": adopted,
+              "curve": validation_curve(run.out_dir), "eval_seconds": eval_seconds,
               "summary": summary, "rows": _json_rows(rows), "settings": settings}
     if run.method == "i2s_tfckd" and run.options.get("calibration", "learned") == "learned":
         result["calibration"] = calibration_maps(best, pairs[:study.evaluation.calibration_files])
@@ -301,6 +318,20 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     log.info("finished %s seed %d: PESQ-WB %.3f (train %.0f s, evaluation %.0f s)", run.system, run.seed,
              summary.get("pesq_wb", float("nan")), train_seconds, eval_seconds)
     return result
+
+
+def train_run(cfg: Config, run: Run) -> Path:
+    """Train (or resume, or find finished) one run; returns its best checkpoint."""
+    resumed = (run.out_dir / "checkpoints" / "last.ckpt").is_file()
+    log.info("%s %s seed %d in %s", "resuming" if resumed else "training", run.system, run.seed, run.out_dir)
+    if run.method is None:
+        from .engine.train import train
+        best = train(cfg)
+    else:
+        from .engine.distill import distill
+        best = distill(cfg)
+    # best.ckpt also when the logs came from a tuning run (Lightning forgets a best path from another folder)
+    return run.out_dir / "checkpoints" / "best.ckpt" if (run.out_dir / "checkpoints" / "best.ckpt").is_file() else best
 
 
 @torch.no_grad()
@@ -336,17 +367,121 @@ def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
                   "weights": (total / batches).tolist()} for key, total in totals.items()}
 
 
-def run_study(study: StudyConfig) -> Path:
-    """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`."""
+# --------------------------------------------------------------------------- tuning λ
+
+TUNE_DIR, TUNE_RESULT, CHOICE = "tune", "tune.json", "choice.json"
+
+
+def tune_seed(study: StudyConfig) -> int:
+    return study.seeds[0] if study.tune.seed is None else study.tune.seed
+
+
+def plan_tuning(study: StudyConfig) -> list[Run]:
+    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not tuned."""
+    out, seed = Path(study.out_dir) / TUNE_DIR, tune_seed(study)
+    return [Run(method, seed, out / method / f"lambda{weight:g}", method, weight, dict(study.options.get(method) or {}))
+            for method in study.methods if method != NO_KD and method not in study.weights
+            for weight in study.tune.grid]
+
+
+def validation_curve(run_dir: Path) -> list[list[float]]:
+    """``[[step, validation PESQ-WB], ...]`` from a run's CSV log (the valid split, as training logs it)."""
+    import csv
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/pesq_wb")]
+    return sorted([int(r["step"]), float(r["val/pesq_wb"])] for r in rows)
+
+
+def tune_run(study: StudyConfig, run: Run) -> dict:
+    """Train one tuning run (or reuse its finished ``tune.json``) and score it on the valid split only."""
+    cfg = run_config(study, run)
+    settings = _settings(study, cfg, evaluation=False)  # the test split takes no part
+    path = run.out_dir / TUNE_RESULT
+    existing = _existing_result(path, settings)
+    if existing:
+        log.info("skip tuning %s λ=%g: %s exists", run.method, run.weight, path)
+        return existing
+    log.info("tuning %s λ=%g in %s", run.method, run.weight, run.out_dir)
+    from .engine.distill import distill
+    start = time.perf_counter()
+    distill(cfg)
+    curve = validation_curve(run.out_dir)
+    if not curve:
+        raise SekdError(f"{run.out_dir}: the tuning run logged no validation PESQ-WB")
+    result = {"method": run.method, "weight": run.weight, "seed": run.seed, "options": run.options,
+              "best_val_pesq_wb": max(v for _, v in curve), "curve": curve,
+              "train_seconds": time.perf_counter() - start, "settings": settings}
+    _write_result(path, result)
+    return result
+
+
+def choose_weights(study: StudyConfig) -> dict[str, float]:
+    """The tuning stage: every grid run, then per method the λ with the best validation PESQ-WB.
+
+    Writes ``OUT/tune/choice.json`` (``{method: {grid: {λ: score}, chosen, seed, files}}``);
+    finished runs are reused, so starting the study again only reads them.
+    """
+    runs = plan_tuning(study)
+    choice: dict[str, dict] = {}
+    for i, run in enumerate(runs, start=1):
+        log.info("[tune %d/%d]", i, len(runs))
+        result = tune_run(study, run)
+        entry = choice.setdefault(run.method, {"grid": {}, "seed": run.seed})
+        entry["grid"][f"{run.weight:g}"] = result["best_val_pesq_wb"]
+    for method, entry in choice.items():
+        # Ties (rare) go to the λ nearest 1 on a log scale: the untuned setting unless the data say otherwise.
+        best = max(entry["grid"].items(), key=lambda kv: (kv[1], -abs(math.log(float(kv[0])))))
+        entry["chosen"] = float(best[0])
+    if choice:
+        _write_result(Path(study.out_dir) / TUNE_DIR / CHOICE, {"metric": "best validation PESQ-WB",
+                                                                "split": "valid", "methods": choice})
+    return {method: entry["chosen"] for method, entry in choice.items()}
+
+
+def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
+    """Start a study run from the finished tuning run with the same method, λ, options and seed, if any.
+
+    That run is the study run (same config but the folder), trained on the valid split's
+    choice only; copying its checkpoints and logs saves retraining it. Returns whether it did.
+    """
+    source = Path(study.out_dir) / TUNE_DIR / str(run.method) / f"lambda{run.weight:g}"
+    plain = run.system == run.method and run.options == (study.options.get(run.method) or {})
+    if not (plain and run.seed == tune_seed(study) and (source / TUNE_RESULT).is_file()
+            and not (run.out_dir / "checkpoints").exists()):
+        return False
+    import shutil
+    for folder in ("checkpoints", "csv"):
+        if (source / folder).is_dir():
+            shutil.copytree(source / folder, run.out_dir / folder)
+    log.info("%s seed %d: trained in tuning (%s), reused", run.system, run.seed, source)
+    return True
+
+
+def run_study(study: StudyConfig, stage: str = "all") -> Path:
+    """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`.
+
+    Stages in order: the input and peers, the teacher, the tuning of λ, every student run;
+    ``stage="tune"`` stops after the tuning.
+    """
     out = Path(study.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
     if study.threads:
         torch.set_num_threads(study.threads)
-    pairs = evaluation_pairs(study)
-    runs = plan_runs(study)
     start = time.perf_counter()
+    teacher, *_ = plan_runs(study)
+    if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
+        train_run(run_config(study, teacher), teacher)
+        choose_weights(study)
+        log.info("tuning finished in %.0f s: %s", time.perf_counter() - start, out / TUNE_DIR / CHOICE)
+        return out
+    pairs = evaluation_pairs(study)
     evaluate_untrained(study, pairs)
+    train_and_evaluate(study, teacher, pairs)
+    runs = plan_runs(study, choose_weights(study))
     for i, run in enumerate(runs, start=1):
         log.info("[%d/%d] %s seed %d (%.0f s elapsed)", i, len(runs), run.system, run.seed,
                  time.perf_counter() - start)
@@ -355,6 +490,6 @@ def run_study(study: StudyConfig) -> Path:
     return out
 
 
-def study(config: str | Path, overrides: list[str] = ()) -> Path:
-    """``sekd study CONFIG [overrides]``: load the study config and run it."""
-    return run_study(load_study(config, overrides))
+def study(config: str | Path, overrides: list[str] = (), stage: str = "all") -> Path:
+    """``sekd study CONFIG [overrides] [--stage tune]``: load the study config and run it."""
+    return run_study(load_study(config, overrides), stage)

@@ -178,6 +178,8 @@ class DistillMethod(nn.Module):
         self.student_info, self.teacher_info = student, teacher
         self.options = parse_options(self.Options, options, self.name)
         self.fixed_sizes: set[str] = set()
+        # Measurements of the last call that are not part of the loss (logged as train/diag/<name>).
+        self.diagnostics: dict[str, torch.Tensor] = {}
 
     def forward(self, student_taps: Taps, teacher_taps: Taps) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, terms)``: the scalar KD loss and its named parts for logging."""

@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _norm(channels: int, norm: str) -> list[nn.Module]:
-    if norm == "instance":
-        return [nn.InstanceNorm2d(channels, affine=True), nn.PReLU(channels)]  # affine, as in the backbone
+def _norm(channels: int, norm: str, prelu: str) -> list[nn.Module]:
+    if norm == "instance":  # affine, as in the backbone; one PReLU slope per unit as released, or one per channel
+        return [nn.InstanceNorm2d(channels, affine=True), nn.PReLU(channels if prelu == "channel" else 1)]
     return [nn.BatchNorm2d(channels)]
 
 
@@ -31,16 +31,18 @@ class FusionUnit(nn.Module):
 
     Returns ``(y, x')``; x' is the residual for the next unit. Without ``fuse`` the unit takes
     no residual (the first of a chain); with ``out_channels=None`` it has no output
-    convolution and y is None (a unit whose output nobody reads).
+    convolution and y is None (a unit whose output nobody reads). ``prelu`` (instance units):
+    ``shared``, one slope per PReLU as in the released units, or ``channel``, one per channel.
     """
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int | None, fuse: bool,
-                 norm: Literal["instance", "batch"]):
+                 norm: Literal["instance", "batch"], prelu: Literal["shared", "channel"] = "shared"):
         super().__init__()
-        self.inp = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1, bias=False), *_norm(mid_channels, norm))
+        self.inp = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+                                 *_norm(mid_channels, norm, prelu))
         self.gate = nn.Sequential(nn.Conv2d(2 * mid_channels, 2, 1), nn.Sigmoid()) if fuse else None
         self.out = None if out_channels is None else nn.Sequential(
-            nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False), *_norm(out_channels, norm))
+            nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False), *_norm(out_channels, norm, prelu))
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -94,7 +96,8 @@ class FusionChain(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], mid_channels: int, out_channels: int | list[int],
-                 norm: Literal["instance", "batch"], every_output: bool):
+                 norm: Literal["instance", "batch"], every_output: bool,
+                 prelu: Literal["shared", "channel"] = "shared"):
         super().__init__()
         last = len(in_channels) - 1
         outs = out_channels if isinstance(out_channels, list) else [out_channels] * len(in_channels)
@@ -102,7 +105,7 @@ class FusionChain(nn.Module):
         # The position-selective path needs the unit's own InstanceNorm before anything pools.
         self.selective = not every_output and norm == "instance"
         self.units = nn.ModuleList(
-            FusionUnit(c, mid_channels, out if every_output or i == last else None, fuse=i > 0, norm=norm)
+            FusionUnit(c, mid_channels, out if every_output or i == last else None, fuse=i > 0, norm=norm, prelu=prelu)
             for i, (c, out) in enumerate(zip(in_channels, outs)))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -75,7 +75,7 @@ class DistillationModule(EnhancementModule):
         se, se_terms = self.se_loss(estimate, clean)
         kd, kd_terms = self.method(student_taps, teacher_taps)
         terms = {**{f"se/{k}": v for k, v in se_terms.items()}, **{f"kd/{k}": v for k, v in kd_terms.items()},
-                 "se": se, "kd": kd}
+                 **{f"diag/{k}": v for k, v in self.method.diagnostics.items()}, "se": se, "kd": kd}
         return se + self.dcfg.weight * kd, terms
 
     def on_train_end(self) -> None:

@@ -24,6 +24,9 @@ from ..audio import SAMPLE_RATE
 from .base import EnhancementNetwork
 
 
+PATH_NORM_EPS = 1e-8
+
+
 class FrameNorm(nn.Module):
     """Normalise each frame over (channels, bins); per-channel affine. Causal stand-in for IN/GN."""
 
@@ -52,8 +55,12 @@ def feature_norm(channels: int, causal: bool) -> nn.Module:
 
 
 def path_norm(channels: int, causal: bool) -> nn.Module:
-    """Norm after a dual-path branch: GroupNorm(1, d) offline, FrameNorm when causal."""
-    return FrameNorm(channels) if causal else nn.GroupNorm(1, channels)
+    """Norm after a dual-path branch: GroupNorm(1, d) offline, FrameNorm when causal.
+
+    eps 1e-8 as in the released model (PyTorch's default 1e-5 shifts outputs by a few parts
+    per million, more as activations shrink).
+    """
+    return FrameNorm(channels, eps=PATH_NORM_EPS) if causal else nn.GroupNorm(1, channels, eps=PATH_NORM_EPS)
 
 
 class DilatedDenseNet(nn.Module):

@@ -33,16 +33,23 @@ Implements method.md §3 (the released demo's reading unless an option says othe
 
 Efficiency: each tap's Gram matrices and distributions are computed once per call and
 shared by all its pairs (the demo recomputes them per pair). The fusion chains compute each
-unit only at the positions the representative depends on (:class:`FusionChain`: the
-bottleneck's 64 bins instead of 257 at dec3 and 129 at enc1/dec2; same values and
-gradients). With ``checkpoint`` they are also recomputed during the backward pass instead
+unit only at the positions the representative depends on (:class:`FusionChain`; same values
+and gradients, no full-resolution activations, but about 9 % more FLOPs for the InstanceNorm
+statistics: see the README). With ``checkpoint`` they are also recomputed during the backward pass instead
 of keeping their activations (one more chain forward, less memory).
 
 Ablations: ``intra``/``inter`` switch either loss off; ``calibration: uniform`` sets
 α = 1/(teacher taps) (the teacher fusion units, whose only gradient comes through the keys,
 then stay at their random initialisation and are frozen); ``streams: time|second`` keeps
 one stream; ``fusion: false`` takes as representative the set's tap nearest the bottleneck
-(enc3, midL, dec1), with no fusion units.
+(enc3, midL, dec1), with no fusion units; ``teacher_fusion: frozen`` keeps the teacher's
+fusion units at their initialisation (the released code trains them through the keys:
+``learned``, the default), so the inter-set targets cannot move. With learned teacher units
+the method logs every ``drift_every`` training steps how far the targets have moved from
+those a frozen copy of the initial units gives (``drift/target``, a Jeffreys divergence of
+the time-stream distributions; ``drift/feature``, relative L2 of the representatives).
+``fusion_prelu: channel`` gives the fusion units one PReLU slope per channel instead of the
+released single slope.
 
 After each call: ``last_alpha[f"{set}/{stream}"]`` holds α ``[B, R, S, S_t]`` (sums to one
 over the last axis), :attr:`last_calibration` its mean over items and rows ``[S, S_t]``
@@ -52,6 +59,7 @@ sets are ``encoder``, ``middle``, ``decoder`` and ``inter``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,6 +90,9 @@ class I2STFCKDOptions:
     streams: Literal["both", "time", "second"] = "both"         # ablation: one stream only
     fusion: bool = True                                         # ablation: representatives without fusion units
     checkpoint: bool = True                                     # recompute the fusion chains in backward (memory)
+    fusion_prelu: Literal["shared", "channel"] = "shared"       # §3.5: one PReLU slope per unit (released) or per channel
+    teacher_fusion: Literal["learned", "frozen"] = "learned"    # teacher fusion units: trained via the keys, or kept at init
+    drift_every: int = 10                                       # measure the teacher representatives' drift every N steps (0: never)
 
     def __post_init__(self):
         if not (self.intra or self.inter):
@@ -124,6 +135,12 @@ class SetCalibration(nn.Module):
         return torch.softmax(q @ k.transpose(-1, -2), dim=-1)                                      # (B, R, S, S_t)
 
 
+def time_gram(v: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame vectors ``[B, T, N]`` -> the time stream's Gram matrix ``[B, T, T]`` and its norms' outer product."""
+    norm = v.norm(dim=-1) + eps                                 # (B, T)
+    return v @ v.transpose(1, 2), norm[:, :, None] * norm[:, None, :]
+
+
 def chain_order(info: TapInfo, set_name: str) -> list[str]:
     """The set's taps from the farthest from the bottleneck to the nearest (§3.5)."""
     names = info.sets[set_name]
@@ -158,10 +175,17 @@ class I2STFCKD(DistillMethod):
             self.fusion = nn.ModuleDict({
                 side: nn.ModuleDict({s: FusionChain([info.channels(n) for n in chain_order(info, s)],
                                                     o.fusion_channels, info.width, norm="instance",
-                                                    every_output=False) for s in SETS})
+                                                    every_output=False, prelu=o.fusion_prelu) for s in SETS})
                 for side, info in (("s", student), ("t", teacher))})
-            if o.calibration == "uniform":  # no keys: the teacher units would get no gradient at all
+            if o.calibration == "uniform" or o.teacher_fusion == "frozen":
+                # frozen by choice, or with uniform α no keys that could train them
                 self.fusion["t"].requires_grad_(False)
+            elif o.drift_every:
+                # A frozen copy of the teacher units at initialisation: the inter-set targets they would give,
+                # against which the learned units' targets are compared (how far the targets move).
+                # Not a submodule: neither trained, nor saved, nor counted (rebuilt from the same seed on resume).
+                object.__setattr__(self, "teacher_fusion_init", copy.deepcopy(self.fusion["t"]).requires_grad_(False))
+        self.calls = 0
         self.last_alpha: dict[str, torch.Tensor] = {}
         self.last_pair_losses: dict[str, torch.Tensor] = {}
 
@@ -192,7 +216,28 @@ class I2STFCKD(DistillMethod):
             teacher_reps = self._representatives("t", self.teacher_info, teacher_taps)
             terms["inter"] = self._set_loss("inter", [stats("s", n, x) for n, x in student_reps],
                                             [stats("t", n, x) for n, x in teacher_reps])
+        self.calls += self.training
+        self.diagnostics = {}
+        if self.training and hasattr(self, "teacher_fusion_init") and (self.calls - 1) % self.options.drift_every == 0:
+            self.diagnostics = self._teacher_drift(teacher_taps, teacher_reps)
         return sum(terms.values()), terms
+
+    @torch.no_grad()
+    def _teacher_drift(self, teacher_taps, teacher_reps) -> dict[str, torch.Tensor]:
+        """How far the learned teacher fusion units moved the inter-set targets from their initial ones.
+
+        ``drift/target``: mean over sets of Σ_{t'} Jeffreys(P_now, P_init) of the time-stream
+        distributions (the values the student chases), per item and frame; ``drift/feature``:
+        relative L2 distance of the representative features.
+        """
+        initial = self.teacher_fusion_init.to(teacher_reps[0][1].device)
+        target = feature = 0.0
+        for (name, now), s in zip(teacher_reps, SETS):
+            then = initial[s]([teacher_taps[n] for n in chain_order(self.teacher_info, s)])[-1]
+            p_now, p_then = (cosine_distribution(*time_gram(frame_vectors(x), self.options.eps)) for x in (now, then))
+            target = target + jeffreys(p_now, p_then, self.options.eps).sum(-1).mean()
+            feature = feature + (now - then).norm() / then.norm().clamp_min(self.options.eps)
+        return {"drift/target": target / len(SETS), "drift/feature": feature / len(SETS)}
 
     def _representatives(self, side: str, info: TapInfo, taps) -> list[tuple[str, torch.Tensor]]:
         """(name, ``[B, C, T, 64]``) per set; the tap itself without fusion, so its statistics are reused."""
@@ -212,7 +257,7 @@ class I2STFCKD(DistillMethod):
         norm = v.norm(dim=-1) + eps                             # (B, T)
         grams = {}
         if "time" in self.streams:
-            grams["time"] = (v @ v.transpose(1, 2), norm[:, :, None] * norm[:, None, :])  # (B, T, T)
+            grams["time"] = time_gram(v, eps)                   # (B, T, T)
         if "second" in self.streams and self.options.second_stream == "batch":
             gram = torch.einsum("btn,ctn->btc", v, v)           # (B, T, B): ⟨x_{b,t}, x_{b',t}⟩
             grams["second"] = (gram, norm[:, :, None] * norm.T[None, :, :])

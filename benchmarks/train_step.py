@@ -1,0 +1,125 @@
+"""Training step cost on this CPU: fp32 against bf16-mixed autocast, for the study's three kinds of step.
+
+    python benchmarks/train_step.py                      # the CPU study's teacher and student configs
+    python benchmarks/train_step.py --study configs/study/cpu.yaml --steps 5
+
+A step is what Lightning runs: the module's ``training_loss`` (teacher forward with taps
+under no_grad for distillation, student forward, SE loss, KD loss), backward, AdamW step,
+through the same ``EnhancementModule`` / ``DistillationModule`` that ``sekd train`` and
+``sekd distill`` use, on batches read from the corpus (random crops; data loading is timed
+apart). ``bf16-mixed`` is Lightning's CPU precision plugin: ``torch.autocast("cpu",
+torch.bfloat16)`` around the forward. Weights are random (cost does not depend on them).
+
+Printed: the CPU's relevant features, then per step kind and precision the mean step time
+(after warm-up), audio seconds trained per second, and the ratio to the fp32 step of the same
+kind; then the time to load one batch. Run it on an idle machine (pause other jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
+def cpu_features() -> str:
+    flags = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    wanted = ["avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"]
+    return (f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+            + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted))
+
+
+def build_modules(study_path: str, data: str | None, teacher_ckpt: Path) -> dict:
+    """``{kind: (module, config)}`` for the teacher step, the no-KD step and the I²S-TFCKD step."""
+    from sekd.checkpoint import save_enhancer
+    from sekd.engine.distill import DistillationModule
+    from sekd.engine.module import EnhancementModule
+    from sekd.study import Run, load_study, run_config
+
+    study = load_study(study_path, [f"data={data}"] if data else [])
+    teacher_cfg = run_config(study, Run("teacher", 0, Path(tempfile.mkdtemp()), None))
+    student_cfg = run_config(study, Run("none", 0, Path(tempfile.mkdtemp()), None))
+    torch.manual_seed(0)
+    teacher = EnhancementModule(teacher_cfg.to_dict())
+    save_enhancer(teacher.model, teacher_ckpt)
+    i2s_cfg = run_config(study, Run("i2s_tfckd", 0, Path(tempfile.mkdtemp()), "i2s_tfckd", 1.0,
+                                    dict(study.options.get("i2s_tfckd") or {})))
+    i2s_cfg.extra["distill"]["teacher"] = str(teacher_ckpt)
+    return {"teacher": (teacher, teacher_cfg), "no-KD student": (EnhancementModule(student_cfg.to_dict()), student_cfg),
+            "I²S-TFCKD student": (DistillationModule(i2s_cfg.to_dict()), i2s_cfg)}
+
+
+def batches(cfg, count: int) -> tuple[list, float]:
+    """``count`` training batches from the corpus and the mean seconds to load one."""
+    from sekd.engine.train import make_loaders
+    loader, _ = make_loaders(cfg)
+    out, start = [], time.perf_counter()
+    for batch in loader:
+        out.append(batch)
+        if len(out) == count:
+            break
+    return out, (time.perf_counter() - start) / len(out)
+
+
+def time_steps(module, data: list, precision: str, warmup: int) -> float:
+    optimiser = module.configure_optimizers()["optimizer"]
+    module.train()
+    times = []
+    for i, (noisy, clean) in enumerate(data):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+            loss, _ = module.training_loss(noisy, clean)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"non-finite loss at {precision}")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return sum(times) / len(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", default="configs/study/cpu.yaml", help="study config naming the teacher and "
+                                                                          "student run configs")
+    parser.add_argument("--data", help="corpus (default: the study's)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per kind and precision")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# Training step, fp32 against bf16-mixed ({args.study}; {args.warmup} warm-up + {args.steps} timed "
+          f"steps; {torch.get_num_threads()} threads)\n\n{cpu_features()}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        modules = build_modules(args.study, args.data, Path(tmp) / "teacher.ckpt")
+        print("| step | batch × crop | precision | step s | audio s per s | × fp32 step |")
+        print("|---|---|---|---:|---:|---:|")
+        load_times = {}
+        for kind, (module, cfg) in modules.items():
+            data, load_times[kind] = batches(cfg, args.warmup + args.steps)
+            audio = cfg.data.batch_size * cfg.data.crop_seconds
+            fp32 = None
+            for precision in PRECISIONS:
+                step = time_steps(module, data, precision, args.warmup)
+                fp32 = fp32 or step
+                print(f"| {kind} | {cfg.data.batch_size} × {cfg.data.crop_seconds:g} s | {precision} | {step:.2f} | "
+                      f"{audio / step:.1f} | {step / fp32:.2f} |", flush=True)
+        print("\nLoading one batch (random crops from the corpus, main process): "
+              + ", ".join(f"{kind} {seconds * 1e3:.0f} ms" for kind, seconds in load_times.items()))
+
+
+if __name__ == "__main__":
+    main()
