@@ -7,7 +7,11 @@ the evaluation. The study then
 1. evaluates the unprocessed input (``OUT/noisy``) and each peer (``OUT/<peer>``) once;
 2. trains the teacher once (``OUT/teacher``, seed ``teacher_seed``, default the first seed)
    and evaluates its best checkpoint;
-3. for every seed, trains the student once per system and evaluates it
+3. tunes λ (``tune``): with one seed, one run per method and λ of ``tune.grid``, scored by
+   their best validation PESQ-WB on the valid split, never the test split; the choice goes
+   to ``OUT/tune/choice.json`` (methods with a fixed λ in ``weights`` are not tuned, and
+   ``--stage tune`` stops here);
+4. for every seed, trains the student once per system and evaluates it
    (``OUT/<system>/seed<k>``): ``none`` is the student trained on the SE loss alone
    (plain ``sekd train``, no teacher forward: the same loss as the ``none`` method, for
    less time), every other method of ``sekd methods`` and every ablation is the same
