@@ -14,8 +14,8 @@ output folder:
   those comparisons), which student comes first, and the λ each method got in the study's
   tuning stage with the validation score of every λ of the grid (``tune/choice.json``).
 - ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
-  training step, mean over seeds, per student system; the teacher beside), ``calibration.png`` (I²S-TFCKD's calibration
-  weights α per set and stream, student tap × teacher tap, averaged over the evaluation
+  training step, mean over seeds, per student system; the teacher beside),
+  ``calibration.png`` (I²S-TFCKD's calibration weights α per set and stream, student tap × teacher tap, averaged over the evaluation
   files and the seeds), ``spectrograms.png`` (one evaluation file: noisy, clean, teacher,
   I²S-TFCKD student, no-KD student; needs the corpus and the checkpoints, skipped with a
   note when they are gone).
@@ -182,7 +182,8 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     methods = json.loads(path.read_text())["methods"]
     grid = sorted({float(w) for entry in methods.values() for w in entry["grid"]})
     lines = ["### λ per method, chosen on the valid split", "",
-             "| method | chosen λ | " + " | ".join(f"λ = {w:g}" for w in grid) + " |", "|---|---:|" + "---:|" * len(grid)]
+             "| method | chosen λ | " + " | ".join(f"λ = {w:g}" for w in grid) + " |",
+             "|---|---:|" + "---:|" * len(grid)]
     for method, entry in methods.items():
         cells = []
         for w in grid:

@@ -333,12 +333,9 @@ def train_run(cfg: Config, run: Run) -> Path:
     log.info("%s %s seed %d in %s", "resuming" if resumed else "training", run.system, run.seed, run.out_dir)
     if run.method is None:
         from .engine.train import train
-        best = train(cfg)
-    else:
-        from .engine.distill import distill
-        best = distill(cfg)
-    # best.ckpt also when the logs came from a tuning run (Lightning forgets a best path from another folder)
-    return run.out_dir / "checkpoints" / "best.ckpt" if (run.out_dir / "checkpoints" / "best.ckpt").is_file() else best
+        return train(cfg)
+    from .engine.distill import distill
+    return distill(cfg)
 
 
 @torch.no_grad()

@@ -126,7 +126,9 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     trainer.save_checkpoint(last, weights_only=False)  # so that starting a finished run again is a no-op
     if on_signal.signum:  # the signal came as training ended: the run is complete, but say it was stopped
         raise Interrupted(on_signal.signum, last)
-    return Path(best.best_model_path) if best.best_model_path else last
+    # best.ckpt by name: Lightning forgets the best path of a run whose folder moved (a study run started from its
+    # tuning run's checkpoints), and the callback never versions the name (always best.ckpt).
+    return ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else last
 
 
 def train(config: Config) -> Path:

@@ -35,8 +35,8 @@ Efficiency: each tap's Gram matrices and distributions are computed once per cal
 shared by all its pairs (the demo recomputes them per pair). The fusion chains compute each
 unit only at the positions the representative depends on (:class:`FusionChain`; same values
 and gradients, no full-resolution activations, but about 9 % more FLOPs for the InstanceNorm
-statistics: see the README). With ``checkpoint`` they are also recomputed during the backward pass instead
-of keeping their activations (one more chain forward, less memory).
+statistics: see the README). With ``checkpoint`` they are also recomputed during the backward
+pass instead of keeping their activations (one more chain forward, less memory).
 
 Ablations: ``intra``/``inter`` switch either loss off; ``calibration: uniform`` sets
 α = 1/(teacher taps) (the teacher fusion units, whose only gradient comes through the keys,
@@ -91,8 +91,8 @@ class I2STFCKDOptions:
     fusion: bool = True                                         # ablation: representatives without fusion units
     checkpoint: bool = True                                     # recompute the fusion chains in backward (memory)
     fusion_prelu: Literal["shared", "channel"] = "shared"       # §3.5: one PReLU slope per unit (released) or per channel
-    teacher_fusion: Literal["learned", "frozen"] = "learned"    # teacher fusion units: trained via the keys, or kept at init
-    drift_every: int = 10                                       # measure the teacher representatives' drift every N steps (0: never)
+    teacher_fusion: Literal["learned", "frozen"] = "learned"    # teacher fusion units: trained via the keys, or frozen
+    drift_every: int = 10                                       # log the inter-set targets' drift every N steps (0: never)
 
     def __post_init__(self):
         if not (self.intra or self.inter):
@@ -135,9 +135,9 @@ class SetCalibration(nn.Module):
         return torch.softmax(q @ k.transpose(-1, -2), dim=-1)                                      # (B, R, S, S_t)
 
 
-def time_gram(v: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame vectors ``[B, T, N]`` -> the time stream's Gram matrix ``[B, T, T]`` and its norms' outer product."""
-    norm = v.norm(dim=-1) + eps                                 # (B, T)
+def time_gram(v: torch.Tensor, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame vectors ``[B, T, N]`` and their norms + eps ``[B, T]`` -> the time stream's Gram matrix
+    ``[B, T, T]`` and the norms' outer product."""
     return v @ v.transpose(1, 2), norm[:, :, None] * norm[:, None, :]
 
 
@@ -234,7 +234,8 @@ class I2STFCKD(DistillMethod):
         target = feature = 0.0
         for (name, now), s in zip(teacher_reps, SETS):
             then = initial[s]([teacher_taps[n] for n in chain_order(self.teacher_info, s)])[-1]
-            p_now, p_then = (cosine_distribution(*time_gram(frame_vectors(x), self.options.eps)) for x in (now, then))
+            vectors = [frame_vectors(x) for x in (now, then)]
+            p_now, p_then = (cosine_distribution(*time_gram(v, v.norm(dim=-1) + self.options.eps)) for v in vectors)
             target = target + jeffreys(p_now, p_then, self.options.eps).sum(-1).mean()
             feature = feature + (now - then).norm() / then.norm().clamp_min(self.options.eps)
         return {"drift/target": target / len(SETS), "drift/feature": feature / len(SETS)}
@@ -257,7 +258,7 @@ class I2STFCKD(DistillMethod):
         norm = v.norm(dim=-1) + eps                             # (B, T)
         grams = {}
         if "time" in self.streams:
-            grams["time"] = time_gram(v, eps)                   # (B, T, T)
+            grams["time"] = time_gram(v, norm)                  # (B, T, T)
         if "second" in self.streams and self.options.second_stream == "batch":
             gram = torch.einsum("btn,ctn->btc", v, v)           # (B, T, B): ⟨x_{b,t}, x_{b',t}⟩
             grams["second"] = (gram, norm[:, :, None] * norm.T[None, :, :])
