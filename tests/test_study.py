@@ -1,9 +1,12 @@
 """A tiny study end to end: results per run, resumable without retraining, then its report."""
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 from sekd.cli import main
@@ -135,6 +138,13 @@ def test_report_from_the_study(finished_study, tmp_path):
         assert f"| {system} |" in text
     for png in ("bars.png", "curves.png", "calibration.png", "spectrograms.png"):
         assert (tmp_path / "report" / png).stat().st_size > 5000
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<table>" in page and 'src="curves.png"' in page and "| none |" not in page  # tables became HTML
+    players = re.findall(r'<audio controls preload="none" src="audio/([^"]+)">', page)
+    assert len(players) == 3 * 5  # the three files of the evaluation × noisy, clean, teacher, I²S, no-KD
+    for name in players:
+        wave, rate = sf.read(tmp_path / "report" / "audio" / name)
+        assert rate == 16000 and 0 < wave.size <= 4 * 16000 and np.abs(wave).max() > 0
 
 
 @pytest.mark.parametrize("preset", sorted(Path("configs/study").glob("*.yaml")), ids=lambda p: p.stem)
@@ -147,3 +157,61 @@ def test_shipped_study_presets_resolve_every_run(preset):
     for run in runs[:15]:
         cfg = run_config(study, run)
         assert ("distill" in cfg.extra) == (run.method is not None)
+
+
+def _fake_result(out, system, seed, best_val):
+    folder = out / system / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"curve": [[1, best_val - 0.5], [2, best_val]]}))
+
+
+def test_more_seeds_go_to_the_named_systems_and_the_methods_closest_to_i2s(tmp_path):
+    from sekd.study import more_seed_systems
+    out = tmp_path / "out"
+    study = load_study(write_study(tmp_path / "s.yaml", tmp_path, out),
+                       ["methods=[none, i2s_tfckd, pkt, at, sp]", "weights={}",
+                        "more_seeds={seeds: [5, 6], closest: 2}"])
+    # Mean best validation PESQ-WB over seeds 0 and 1: I²S 2.0; sp 1.95 and at 2.08 are nearest, pkt 1.5 is not.
+    for system, values in {"i2s_tfckd": (2.0, 2.0), "pkt": (1.4, 1.6), "at": (2.1, 2.06), "sp": (1.9, 2.0),
+                           "none": (1.0, 1.0)}.items():
+        for seed, value in enumerate(values):
+            _fake_result(out, system, seed, value)
+    more = more_seed_systems(study)
+    assert more == ["none", "i2s_tfckd", "sp", "at"]
+    runs = plan_runs(study, more=more)[1:]
+    extra = [(r.system, r.seed) for r in runs if r.seed >= 5]
+    assert sorted(extra) == sorted((s, seed) for s in more for seed in (5, 6))
+    assert len(runs) - len(extra) == 2 * 6  # the base seeds: none, 4 methods, 1 ablation
+
+
+def test_more_seeds_config_is_checked(tmp_path):
+    path = write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out")
+    with pytest.raises(SekdError, match="more_seeds.seeds"):
+        load_study(path, ["more_seeds={seeds: [1]}"])  # already a base seed
+    with pytest.raises(SekdError, match="more_seeds.systems"):
+        load_study(path, ["more_seeds={seeds: [4], systems: [nope]}"])
+    with pytest.raises(SekdError, match="jobs"):
+        load_study(path, ["jobs=0"])
+
+
+def test_two_jobs_share_the_runs_and_more_seeds_follow(small_corpus, tmp_path, caplog):
+    """Two processes: the study and the job it starts; every run done once, by whichever claimed it."""
+    from sekd.study import more_seed_systems
+    out = tmp_path / "out"
+    config = write_study(tmp_path / "s.yaml", small_corpus, out)
+    overrides = ["jobs=2", "threads=2", "seeds=[0]", "methods=[i2s_tfckd, pkt, at]", "weights={}", "ablations={}",
+                 "more_seeds={seeds: [1], systems: [none], closest: 1}"]
+    with caplog.at_level("INFO", logger="sekd"):
+        assert main(["study", str(config), *overrides]) == 0
+    claimed = re.compile(r"\[(?:tune|students|more seeds) \d+/\d+\] (\S+) seed (\d+)")
+    mine = {m.groups() for m in map(claimed.search, caplog.messages) if m}
+    theirs = {m.groups() for m in map(claimed.search, (out / "logs" / "job1.log").read_text().splitlines()) if m}
+    assert mine and theirs  # both processes trained
+    more = more_seed_systems(load_study(config, overrides))
+    assert more[0] == "none" and more[1] in ("pkt", "at") and len(more) == 2
+    expected = {(s, "0") for s in ("none", "i2s_tfckd", "pkt", "at")} | {(s, "1") for s in more}
+    assert {(s, seed) for s, seed in mine | theirs if s in ("none", "i2s_tfckd", "pkt", "at")} >= expected
+    for system, seed in expected:
+        assert (out / system / f"seed{seed}" / "result.json").is_file()
+    assert len(list(out.glob("*/seed1/result.json"))) == 2
+    assert len(list((out / "tune").rglob("tune.json"))) == 3 * 2  # three methods × the grid

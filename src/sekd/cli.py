@@ -90,7 +90,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_study(args) -> int:
     from .study import study
-    out = study(args.config, args.overrides, args.stage)
+    out = study(args.config, args.overrides, args.stage, job=args.job)
     print(f"study results: {out} (next: sekd report {out})")
     return 0
 
@@ -244,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="study YAML (see configs/study/ and src/sekd/study.py)")
     s.add_argument("overrides", nargs="*", help="key=value for the study (seeds=[0,1], evaluation.limit=20); "
                                                 "run config keys (train.max_steps=10) apply to every trained run")
-    s.add_argument("--stage", choices=("all", "tune"), default="all",
-                   help="'tune': stop after choosing λ per method on the valid split (default: the whole study)")
+    s.add_argument("--stage", choices=("all", "teacher", "tune"), default="all",
+                   help="'teacher': stop after the input, the peers and the teacher; 'tune': train the teacher "
+                        "and stop after choosing λ per method on the valid split (default: the whole study)")
+    s.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a process the study started itself
     s.set_defaults(func=cmd_study)
 
     r = _add(sub, "report", "markdown table (means and 95 %% CIs over seeds, gap closed, significance) and PNGs "

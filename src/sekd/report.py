@@ -19,6 +19,9 @@ output folder:
   files and the seeds), ``spectrograms.png`` (one evaluation file: noisy, clean, teacher,
   I²S-TFCKD student, no-KD student; needs the corpus and the checkpoints, skipped with a
   note when they are gone).
+- ``report.html``: the same text and pictures as a page, with audio players for the first
+  four evaluation files (noisy, clean, teacher, I²S-TFCKD and no-KD students: 4 s excerpts,
+  16 kHz, written to ``audio/`` at report time, like the spectrograms).
 """
 
 from __future__ import annotations
@@ -362,38 +365,52 @@ def plot_calibration(maps: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_spectrograms(systems: dict[str, list[dict]], path: Path, results_dir: Path) -> str | None:
-    """Spectrograms of the first evaluation file; returns why they were skipped, or None."""
-    import torch
+EXAMPLE_SYSTEMS = (("teacher", "teacher"), (I2S, "I²S-TFCKD student"), (NO_KD, "no-KD student"))
 
+
+def example_signals(systems: dict[str, list[dict]], results_dir: Path, count: int
+                    ) -> tuple[list[tuple[str, list[tuple[str, np.ndarray]]]], str | None]:
+    """For the first ``count`` evaluation files: ``(id, [(label, waveform)])`` with the noisy input,
+    the clean reference and the teacher, I²S-TFCKD and no-KD students (first seed each); or
+    ``([], why)`` when the study file, the corpus or a checkpoint is gone."""
     from .checkpoint import load_enhancer
     from .data.datasets import list_pairs, load_pair
     from .enhance import enhance_array
-    from .signal import SignalConfig, stft
-    wanted = [("teacher", "teacher"), (I2S, "I²S-TFCKD student"), (NO_KD, "no-KD student")]
     study_file = results_dir / "study.yaml"
     if not study_file.is_file():
-        return f"{study_file} not found"
+        return [], f"{study_file} not found"
     study = yaml.safe_load(study_file.read_text())
     ckpts = {}
-    for name, _ in wanted:
+    for name, _ in EXAMPLE_SYSTEMS:
         if name in systems:
             first = min(systems[name], key=lambda r: r["seed"])
             if not Path(first.get("checkpoint", "")).is_file():
-                return f"checkpoint {first.get('checkpoint')} not found"
+                return [], f"checkpoint {first.get('checkpoint')} not found"
             ckpts[name] = first["checkpoint"]
     try:
-        pairs = list_pairs(study["data"], study["evaluation"]["split"])
+        pairs = {p.id: p for p in list_pairs(study["data"], study["evaluation"]["split"])}
     except SekdError as exc:
-        return str(exc)
-    first_id = next(iter(systems.values()))[0]["rows"][0]["id"]
-    pair = next((p for p in pairs if p.id == first_id), None)
-    if pair is None:
-        return f"evaluation file {first_id} not found in {study['data']}"
+        return [], str(exc)
+    ids = [row["id"] for row in next(iter(systems.values()))[0]["rows"][:count]]
+    missing = [i for i in ids if i not in pairs]
+    if missing:
+        return [], f"evaluation file {missing[0]} not found in {study['data']}"
     models = {name: load_enhancer(c) for name, c in ckpts.items()}
-    noisy, clean = load_pair(pair, 1)
-    signals = [("noisy", noisy[0]), ("clean", clean)]
-    signals += [(label, enhance_array(models[name], noisy)) for name, label in wanted if name in models]
+    examples = []
+    for file_id in ids:
+        noisy, clean = load_pair(pairs[file_id], 1)
+        signals = [("noisy", noisy[0]), ("clean", clean)]
+        signals += [(label, enhance_array(models[name], noisy)) for name, label in EXAMPLE_SYSTEMS if name in models]
+        examples.append((file_id, signals))
+    return examples, None
+
+
+def plot_spectrograms(example: tuple[str, list[tuple[str, np.ndarray]]], path: Path) -> None:
+    """Spectrograms of one evaluation file, one row per signal."""
+    import torch
+
+    from .signal import SignalConfig, stft
+    file_id, signals = example
     cfg = SignalConfig()
     plt = _pyplot()
     fig, axes = plt.subplots(len(signals), 1, figsize=(8, 1.8 * len(signals)), sharex=True)
@@ -404,15 +421,62 @@ def plot_spectrograms(systems: dict[str, list[dict]], path: Path, results_dir: P
                   extent=(0, wave.size / 16000, 0, 8))
         ax.set_ylabel("kHz")
         ax.set_title(label, fontsize=9, loc="left")
-    axes[-1].set_xlabel(f"seconds ({pair.id})")
+    axes[-1].set_xlabel(f"seconds ({file_id})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return None
+
+
+def write_excerpts(examples: list, folder: Path, seconds: float) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The first ``seconds`` of every example signal as 16 kHz 16-bit WAV in ``folder``;
+    returns ``(id, [(label, file name)])``. The audio derives from the corpus: it is written at
+    report time, not shipped (the corpus's licences travel with the corpus)."""
+    import soundfile as sf
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for file_id, signals in examples:
+        names = []
+        for label, wave in signals:
+            name = f"{file_id}-{label.split()[0].lower().replace('²', '2')}.wav"
+            excerpt = np.clip(np.asarray(wave, dtype=np.float32)[:int(seconds * 16000)], -1, 1)
+            sf.write(folder / name, excerpt, 16000, subtype="PCM_16")
+            names.append((label, name))
+        out.append((file_id, names))
+    return out
+
+
+HTML_STYLE = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px}
+th{background:#f3f3f3}td{text-align:right}td:first-child{text-align:left}img{max-width:100%;margin:1em 0}
+audio{width:170px;height:32px}.listen td{text-align:center}"""
+
+
+def format_html(markdown_text: str, excerpts: list, excerpt_note: str) -> str:
+    """``report.md``'s content as a page, then the listening table (one row per file)."""
+    import html
+
+    import markdown
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    listen = ["<h2>Listen</h2>", f"<p>{html.escape(excerpt_note)}</p>"]
+    if excerpts:
+        labels = [label for label, _ in excerpts[0][1]]
+        listen += ['<table class="listen"><tr><th>file</th>' + "".join(f"<th>{html.escape(l)}</th>" for l in labels)
+                   + "</tr>"]
+        for file_id, names in excerpts:
+            cells = "".join(f'<td><audio controls preload="none" src="audio/{html.escape(n)}"></audio></td>'
+                            for _, n in names)
+            listen.append(f"<tr><td>{html.escape(file_id)}</td>{cells}</tr>")
+        listen.append("</table>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>sekd study report</title>'
+            f"<style>{HTML_STYLE}</style></head><body>\n{body}\n{chr(10).join(listen)}\n</body></html>\n")
+
+
+EXCERPT_FILES, EXCERPT_SECONDS = 4, 4.0
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``report.md`` and the PNGs for the study in ``results_dir``; returns the markdown's path."""
+    """Write ``report.md``, ``report.html`` (with ``audio/``) and the PNGs for the study in
+    ``results_dir``; returns the markdown's path."""
     results_dir = Path(results_dir)
     systems = load_results(results_dir)
     out = Path(out_dir) if out_dir else results_dir / "report"
@@ -428,12 +492,19 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     if maps:
         plot_calibration(maps, out / "calibration.png")
         pictures.append("![I²S-TFCKD calibration weights](calibration.png)")
-    skipped = plot_spectrograms(systems, out / "spectrograms.png", results_dir)
+    examples, skipped = example_signals(systems, results_dir, EXCERPT_FILES)
     if skipped:
-        log.warning("spectrograms skipped: %s", skipped)
+        log.warning("spectrograms and audio skipped: %s", skipped)
         pictures.append(f"(spectrograms skipped: {skipped})")
+        excerpts, note = [], f"Audio skipped: {skipped}."
     else:
+        plot_spectrograms(examples[0], out / "spectrograms.png")
         pictures.append("![spectrograms](spectrograms.png)")
+        excerpts = write_excerpts(examples, out / "audio", EXCERPT_SECONDS)
+        note = (f"The first {EXCERPT_SECONDS:g} s of the first {len(excerpts)} evaluation files; students of the "
+                "first seed.")
     path = out / "report.md"
-    atomic_write_text(path, "# Study report\n\n" + text + "\n" + "\n\n".join(pictures) + "\n")
+    markdown_text = "# Study report\n\n" + text + "\n" + "\n\n".join(pictures) + "\n"
+    atomic_write_text(path, markdown_text)
+    atomic_write_text(out / "report.html", format_html(markdown_text, excerpts, note))
     return path

@@ -38,6 +38,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,12 +83,21 @@ class TuneConfig:
 
 
 @dataclass
+class MoreSeedsConfig:
+    seeds: list = field(default_factory=list)     # run for `systems` and the `closest` methods, after `seeds`
+    systems: list = field(default_factory=lambda: ["none", "i2s_tfckd"])
+    closest: int = 2                 # methods whose mean best validation PESQ-WB is nearest I²S-TFCKD's
+
+
+@dataclass
 class StudyConfig:
     out_dir: str = "runs/study"
     data: str = "data/builtin"       # corpus for training, validation and evaluation (data.train of every run)
     seeds: list = field(default_factory=lambda: [0, 1, 2])
+    more_seeds: MoreSeedsConfig = field(default_factory=MoreSeedsConfig)
     teacher_seed: int | None = None  # default: the first seed
-    threads: int | None = None       # torch threads for training and evaluation
+    threads: int | None = None       # torch threads: the teacher's, and shared by the jobs
+    jobs: int = 1                    # runs trained at once (processes); each gets threads // jobs
     teacher: RunSpec = field(default_factory=RunSpec)
     student: RunSpec = field(default_factory=RunSpec)
     common: dict = field(default_factory=dict)     # dotted overrides applied to every trained run
@@ -115,6 +126,7 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
     nested = {"teacher": RunSpec, "student": RunSpec, "evaluation": EvaluationConfig}
     tune_raw = dict(raw.pop("tune", None) or {})
     grid = tune_raw.pop("grid", TuneConfig().grid)
+    more_raw = raw.pop("more_seeds", None) or {}
     sections = {k: build_section(k, cls, raw.pop(k, None), source) for k, cls in nested.items()}
     lists = {k: raw.pop(k) for k in ("seeds", "methods", "peers") if k in raw}
     cfg = build_section("study", StudyConfig, {**raw, **{k: v for k, v in lists.items() if k == "methods"
@@ -131,6 +143,18 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
         cfg.seeds = _check_list(source, "seeds", lists["seeds"], int)
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise SekdError(f"{source}: seeds must be distinct and at least one, got {cfg.seeds}")
+    if not isinstance(more_raw, dict):
+        raise SekdError(f"{source}: more_seeds must be a mapping, got {more_raw!r}")
+    more = {k: v for k, v in more_raw.items() if k not in ("seeds", "systems")}
+    cfg.more_seeds = build_section("more_seeds", MoreSeedsConfig, more, source)
+    cfg.more_seeds.seeds = _check_list(source, "more_seeds.seeds", more_raw.get("seeds", []), int)
+    cfg.more_seeds.systems = _check_list(source, "more_seeds.systems",
+                                         more_raw.get("systems", MoreSeedsConfig().systems), str)
+    if set(cfg.more_seeds.seeds) & set(cfg.seeds) or len(set(cfg.more_seeds.seeds)) != len(cfg.more_seeds.seeds):
+        raise SekdError(f"{source}: more_seeds.seeds must be distinct and not among seeds, got "
+                        f"{cfg.more_seeds.seeds}")
+    if cfg.more_seeds.closest < 0 or cfg.jobs < 1 or (cfg.threads is not None and cfg.threads < 1):
+        raise SekdError(f"{source}: more_seeds.closest must be ≥ 0, jobs and threads ≥ 1")
     if "peers" in lists:
         cfg.peers = _check_list(source, "peers", lists["peers"], str)
     if "methods" in lists and not isinstance(lists["methods"], str):
@@ -140,7 +164,9 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
     elif isinstance(cfg.methods, str):
         raise SekdError(f"{source}: methods must be a list of method names or 'all', got {cfg.methods!r}")
     for where, names, choices in (("methods", cfg.methods, known), ("peers", cfg.peers, list(PEERS)),
-                                  ("weights", list(cfg.weights), known), ("options", list(cfg.options), known)):
+                                  ("weights", list(cfg.weights), known), ("options", list(cfg.options), known),
+                                  ("more_seeds.systems", cfg.more_seeds.systems,
+                                   [NO_KD, *cfg.methods, *cfg.ablations])):
         unknown = [n for n in names if n not in choices]
         if unknown:
             raise SekdError(f"{source}: {where}: unknown name(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
@@ -182,8 +208,9 @@ class Run:
     options: dict = field(default_factory=dict)
 
 
-def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None) -> list[Run]:
-    """The teacher, then per seed: the no-KD student, every method, every ablation.
+def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None, more: list[str] = ()) -> list[Run]:
+    """The teacher, then per seed: the no-KD student, every method, every ablation; then the
+    ``more_seeds`` of the systems in ``more`` (see :func:`more_seed_systems`).
 
     λ per method: ``weights`` (fixed), else ``tuned`` (the tuning stage's choice), else 1.0;
     an ablation has its own ``weight`` or its method's λ.
@@ -199,8 +226,10 @@ def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None) -> list
         students.insert(0, (NO_KD, NO_KD, {}, None))
     # The baseline and I²S-TFCKD first, so that an interrupted study already has its main comparison.
     students.sort(key=lambda s: (s[0] != NO_KD, s[0] != "i2s_tfckd"))
-    for seed in study.seeds:
+    for seed in [*study.seeds, *study.more_seeds.seeds]:
         for system, method, extra, weight in students:
+            if seed not in study.seeds and system not in more:
+                continue
             runs.append(Run(system, seed, out / system / f"seed{seed}", None if method == NO_KD else method,
                             float(weight if weight is not None else study.weights.get(method,
                                                                                         tuned.get(method, 1.0))),
@@ -208,13 +237,40 @@ def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None) -> list
     return runs
 
 
+def more_seed_systems(study: StudyConfig) -> list[str]:
+    """The systems that get ``more_seeds``: ``more_seeds.systems``, then the ``closest`` methods.
+
+    Closest: the methods (not ablations) whose mean best validation PESQ-WB over the base
+    seeds is nearest I²S-TFCKD's, in either direction. The valid split decides, as for λ:
+    nothing in the study's design reads the test split. Needs every base run finished.
+    """
+    more = study.more_seeds
+    chosen = list(more.systems)
+    if not more.seeds or not more.closest:
+        return chosen
+    def best_val(system: str) -> float:
+        scores = []
+        for seed in study.seeds:
+            path = Path(study.out_dir) / system / f"seed{seed}" / RESULT
+            curve = json.loads(path.read_text()).get("curve") if path.is_file() else None
+            if not curve:
+                raise SekdError(f"{path}: missing or without a validation curve; the closest methods are chosen "
+                                "from every base seed's run")
+            scores.append(max(v for _, v in curve))
+        return float(np.mean(scores))
+    reference = best_val("i2s_tfckd")
+    others = [m for m in study.methods if m not in (NO_KD, "i2s_tfckd") and m not in chosen]
+    others.sort(key=lambda m: abs(best_val(m) - reference))
+    return chosen + others[:more.closest]
+
+
 def run_config(study: StudyConfig, run: Run) -> Config:
     """The resolved run config: base file, ``common``, the role's overrides, then what the study fixes."""
     spec = study.teacher if run.system == "teacher" else study.student
     overrides = {**study.common, **spec.overrides, "data.train": study.data, "train.out_dir": str(run.out_dir),
                  "train.seed": run.seed}
-    if study.threads:
-        overrides["train.threads"] = study.threads
+    if study.threads:  # the teacher trains alone; students share the cores among the jobs
+        overrides["train.threads"] = study.threads if run.system == "teacher" else max(1, study.threads // study.jobs)
     cfg = load_config(spec.config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     if run.method is not None:
         cfg.extra["distill"] = {"teacher": str(Path(study.out_dir) / "teacher" / "checkpoints" / "best.ckpt"),
@@ -245,6 +301,7 @@ def _settings(study: StudyConfig, cfg: Config | None = None, evaluation: bool = 
     d = {"evaluation": scoring, "data": study.data} if evaluation else {"data": study.data}
     if cfg is not None:
         d["config"] = cfg.to_dict()
+        d["config"]["train"].pop("threads", None)  # how many cores ran it does not change what it is
     return json.loads(json.dumps(d))
 
 
@@ -429,10 +486,11 @@ def choose_weights(study: StudyConfig) -> dict[str, float]:
     finished runs are reused, so starting the study again only reads them.
     """
     runs = plan_tuning(study)
+    work_through(study, runs, lambda run: (run.out_dir / TUNE_RESULT).is_file(), lambda run: tune_run(study, run),
+                 "tune")
     choice: dict[str, dict] = {}
-    for i, run in enumerate(runs, start=1):
-        log.info("[tune %d/%d]", i, len(runs))
-        result = tune_run(study, run)
+    for run in runs:
+        result = tune_run(study, run)  # finished: read back
         entry = choice.setdefault(run.method, {"grid": {}, "seed": run.seed})
         entry["grid"][f"{run.weight:g}"] = result["best_val_pesq_wb"]
     for method, entry in choice.items():
@@ -474,39 +532,133 @@ def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | No
             require_good_pairs(list_pairs(study.data, split), f"{study.data}: {split} data", channels)
 
 
-def run_study(study: StudyConfig, stage: str = "all") -> Path:
+# --------------------------------------------------------------------------- several runs at once
+
+LOCKS, WAIT_SECONDS = ".locks", 30.0
+
+
+@contextmanager
+def claimed(study: StudyConfig, run: Run) -> Iterator[bool]:
+    """Whether this process got the run's lock (without waiting); the lock goes when the block ends
+    or the process dies, however it dies, so a killed job's run is free for the next one."""
+    import fcntl
+    folder = Path(study.out_dir) / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    name = run.out_dir.relative_to(study.out_dir).as_posix().replace("/", "-")
+    with open(folder / f"{name}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool], do: Callable[[Run], object],
+                 what: str) -> None:
+    """Do every run not ``done``, each by whichever of the study's processes claims it first;
+    returns once all are done (waiting for those that other processes hold)."""
+    pending = list(runs)
+    while pending:
+        held = []
+        for i, run in enumerate(pending, start=1):
+            if done(run):
+                continue
+            with claimed(study, run) as mine:
+                if not mine:
+                    held.append(run)
+                    continue
+                log.info("[%s %d/%d] %s seed %d", what, len(runs) - len(pending) + i, len(runs), run.system,
+                         run.seed)
+                do(run)
+        pending = [run for run in held if not done(run)]
+        if pending:
+            log.info("%s: waiting for %d run(s) that other jobs hold", what, len(pending))
+            time.sleep(WAIT_SECONDS)
+
+
+def _term_with_parent() -> None:
+    """Child of the study: SIGTERM when the parent dies, so it saves ``last.ckpt`` and stops too (Linux)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_jobs(study: StudyConfig, stage: str) -> list:
+    """``jobs - 1`` more processes working through the same study (logs in ``OUT/logs/job<i>.log``)."""
+    import subprocess
+    import sys
+    out = Path(study.out_dir)
+    (out / "logs").mkdir(exist_ok=True)
+    procs = []
+    for i in range(1, study.jobs):
+        with open(out / "logs" / f"job{i}.log", "a") as logfile:
+            procs.append(subprocess.Popen([sys.executable, "-m", "sekd", "study", str(out / "study.yaml"),
+                                           "--stage", stage, "--job"], stdout=logfile, stderr=subprocess.STDOUT,
+                                          preexec_fn=_term_with_parent))
+        log.info("started job %d (pid %d): %s", i, procs[-1].pid, out / "logs" / f"job{i}.log")
+    return procs
+
+
+def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Path:
     """Run (or continue) the whole study; returns its folder, ready for :func:`sekd.report.write_report`.
 
     Stages in order: the input and peers, the teacher, the tuning of λ, every student run;
-    ``stage="tune"`` stops after the tuning.
+    ``stage="teacher"`` stops after the teacher (trained and evaluated), ``stage="tune"`` after the tuning.
     """
     out = Path(study.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
+    if spawn:  # the jobs read the study from here
+        atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
     if study.threads:
         torch.set_num_threads(study.threads)
     start = time.perf_counter()
     teacher, *_ = plan_runs(study)
+    pairs = None
     if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
         check_study_data(study, [teacher, *plan_tuning(study)], None)
         train_run(run_config(study, teacher), teacher)
-        choose_weights(study)
+    else:
+        resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
+        pairs = evaluation_pairs(study)
+        check_study_data(study, plan_runs(study), pairs)
+        evaluate_untrained(study, pairs)
+        train_and_evaluate(study, teacher, pairs)
+        if stage == "teacher":
+            return out
+    # The teacher is done: from here the study's `jobs` processes share the runs, each with threads // jobs.
+    jobs = start_jobs(study, stage) if spawn and study.jobs > 1 else []
+    if study.threads:
+        torch.set_num_threads(max(1, study.threads // study.jobs))
+    tuned = choose_weights(study)
+    if stage == "tune":
         log.info("tuning finished in %.0f s: %s", time.perf_counter() - start, out / TUNE_DIR / CHOICE)
-        return out
-    resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
-    pairs = evaluation_pairs(study)
-    check_study_data(study, plan_runs(study), pairs)
-    evaluate_untrained(study, pairs)
-    train_and_evaluate(study, teacher, pairs)
-    runs = plan_runs(study, choose_weights(study))[1:]  # the students (the teacher is done)
-    for i, run in enumerate(runs, start=1):
-        log.info("[%d/%d] %s seed %d (%.0f s elapsed)", i, len(runs), run.system, run.seed,
-                 time.perf_counter() - start)
-        train_and_evaluate(study, run, pairs)
-    log.info("study finished in %.0f s: %s", time.perf_counter() - start, out)
+    else:
+        def finished(run: Run) -> bool:
+            return (run.out_dir / RESULT).is_file()
+        def evaluated(run: Run) -> dict:
+            return train_and_evaluate(study, run, pairs)
+        base = plan_runs(study, tuned)[1:]  # the students (the teacher is done)
+        work_through(study, base, finished, evaluated, "students")
+        if study.more_seeds.seeds:
+            more = more_seed_systems(study)
+            log.info("more seeds (%s) for: %s", ", ".join(map(str, study.more_seeds.seeds)), ", ".join(more))
+            work_through(study, plan_runs(study, tuned, more)[1 + len(base):], finished, evaluated, "more seeds")
+        log.info("study finished in %.0f s: %s", time.perf_counter() - start, out)
+    for i, proc in enumerate(jobs, start=1):
+        if proc.wait():
+            log.warning("job %d ended with exit code %d (its runs were finished by the others): %s", i,
+                        proc.returncode, out / "logs" / f"job{i}.log")
     return out
 
 
-def study(config: str | Path, overrides: list[str] = (), stage: str = "all") -> Path:
-    """``sekd study CONFIG [overrides] [--stage tune]``: load the study config and run it."""
-    return run_study(load_study(config, overrides), stage)
+def study(config: str | Path, overrides: list[str] = (), stage: str = "all", job: bool = False) -> Path:
+    """``sekd study CONFIG [overrides] [--stage teacher|tune]``: load the study config and run it
+    (``job``: one of the processes a study started, which starts none itself)."""
+    return run_study(load_study(config, overrides), stage, spawn=not job)
