@@ -12,7 +12,10 @@ torch.bfloat16)`` around the forward. Weights are random (cost does not depend o
 
 Printed: the CPU's relevant features, then per step kind and precision the mean step time
 (after warm-up), audio seconds trained per second, and the ratio to the fp32 step of the same
-kind; then the time to load one batch. Run it on an idle machine (pause other jobs).
+kind; then the time to load one batch; then (``--jobs 2``, the default) how the cores are best
+shared: fp32 steps of one run on all threads against ``jobs`` runs at once (separate
+processes, one thread each, the way ``sekd study`` runs with ``jobs``), as steps per second
+of the whole machine. Run it on an idle machine (pause other jobs).
 """
 
 from __future__ import annotations
@@ -90,6 +93,26 @@ def time_steps(module, data: list, precision: str, warmup: int) -> float:
     return sum(times) / len(times)
 
 
+def one_kind(study: str, data: str | None, kind: str, steps: int, warmup: int) -> float:
+    """Mean fp32 step time of one step kind, in this process (a ``--job`` worker)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        module, cfg = build_modules(study, data, Path(tmp) / "teacher.ckpt")[kind]
+        batch_list, _ = batches(cfg, warmup + steps)
+        return time_steps(module, batch_list, "32-true", warmup)
+
+
+def concurrent_steps(args, kind: str, jobs: int) -> float:
+    """Steps per second of ``jobs`` processes stepping ``kind`` at once, one thread each."""
+    import json
+    import subprocess
+    import sys
+    cmd = [sys.executable, __file__, "--study", args.study, "--steps", str(args.steps), "--warmup",
+           str(args.warmup), "--threads", "1", "--job", kind, *(["--data", args.data] if args.data else [])]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+    times = [json.loads(p.communicate()[0].strip().splitlines()[-1])["step"] for p in procs]
+    return sum(1 / t for t in times)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", default="configs/study/cpu.yaml", help="study config naming the teacher and "
@@ -98,27 +121,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per kind and precision")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once in the sharing comparison (1: skip it)")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # worker: time this step kind, print JSON
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.job:
+        import json
+        print(json.dumps({"step": one_kind(args.study, args.data, args.job, args.steps, args.warmup)}))
+        return
     print(f"# Training step, fp32 against bf16-mixed ({args.study}; {args.warmup} warm-up + {args.steps} timed "
           f"steps; {torch.get_num_threads()} threads)\n\n{cpu_features()}\n")
     with tempfile.TemporaryDirectory() as tmp:
         modules = build_modules(args.study, args.data, Path(tmp) / "teacher.ckpt")
         print("| step | batch × crop | precision | step s | audio s per s | × fp32 step |")
         print("|---|---|---|---:|---:|---:|")
-        load_times = {}
+        load_times, fp32_steps = {}, {}
         for kind, (module, cfg) in modules.items():
             data, load_times[kind] = batches(cfg, args.warmup + args.steps)
             audio = cfg.data.batch_size * cfg.data.crop_seconds
             fp32 = None
             for precision in PRECISIONS:
                 step = time_steps(module, data, precision, args.warmup)
-                fp32 = fp32 or step
+                fp32 = fp32_steps[kind] = fp32 or step
                 print(f"| {kind} | {cfg.data.batch_size} × {cfg.data.crop_seconds:g} s | {precision} | {step:.2f} | "
                       f"{audio / step:.1f} | {step / fp32:.2f} |", flush=True)
         print("\nLoading one batch (random crops from the corpus, main process): "
               + ", ".join(f"{kind} {seconds * 1e3:.0f} ms" for kind, seconds in load_times.items()))
+    if args.jobs > 1:
+        print(f"\nSharing the cores (fp32): one run on {torch.get_num_threads()} threads against {args.jobs} runs at "
+              "once with one thread each\n")
+        print(f"| step | one run: steps/s | {args.jobs} runs: steps/s in all | × one run |")
+        print("|---|---:|---:|---:|")
+        for kind, step in fp32_steps.items():
+            together = concurrent_steps(args, kind, args.jobs)
+            print(f"| {kind} | {1 / step:.3f} | {together:.3f} | {together * step:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

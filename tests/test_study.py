@@ -125,6 +125,20 @@ def test_tune_stage_never_reads_the_test_split_and_reuses_a_finished_tuning(smal
     assert (tmp_path / "out" / "tune" / "choice.json").read_text() == choice
 
 
+def test_a_trained_teacher_is_distilled_from_not_retrained(finished_study, tmp_path):
+    config, out = finished_study
+    teacher = out / "teacher" / "checkpoints" / "best.ckpt"
+    overrides = [f"out_dir={tmp_path / 'out'}", "seeds=[0]", "methods=[output]", "ablations={}", "peers=[]",
+                 "tune={grid: []}"]
+    assert main(["study", str(config), *overrides, f"teacher.checkpoint={tmp_path / 'nope.ckpt'}"]) == 2
+    assert main(["study", str(config), *overrides, f"teacher.checkpoint={teacher}"]) == 0
+    result = json.loads((tmp_path / "out" / "teacher" / "result.json").read_text())
+    assert result["checkpoint"] == str(teacher) and result["curve"]  # the teacher's own validation curve
+    assert not (tmp_path / "out" / "teacher" / "checkpoints").exists()  # nothing trained
+    student = json.loads((tmp_path / "out" / "output" / "seed0" / "result.json").read_text())
+    assert student["settings"]["config"]["distill"]["teacher"] == str(teacher)
+
+
 def test_changed_settings_are_refused(finished_study):
     config, out = finished_study
     assert main(["study", str(config), "evaluation.limit=2"]) == 2  # one error line, nothing mixed in

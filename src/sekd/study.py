@@ -6,7 +6,8 @@ the evaluation. The study then
 
 1. evaluates the unprocessed input (``OUT/noisy``) and each peer (``OUT/<peer>``) once;
 2. trains the teacher once (``OUT/teacher``, seed ``teacher_seed``, default the first seed)
-   and evaluates its best checkpoint;
+   and evaluates its best checkpoint (``teacher.checkpoint``: a trained teacher, evaluated
+   and distilled from, not trained);
 3. tunes λ (``tune``): with one seed, one run per method and λ of ``tune.grid``, scored by
    their best validation PESQ-WB on the valid split, never the test split; the choice goes
    to ``OUT/tune/choice.json`` (methods with a fixed λ in ``weights`` are not tuned, and
@@ -64,6 +65,7 @@ RUN_SECTIONS = (*SECTIONS, "distill")
 class RunSpec:
     config: str = ""                 # a YAML run config (sections data, model, signal, loss, train)
     overrides: dict = field(default_factory=dict)  # dotted key -> value, applied on top of it
+    checkpoint: str | None = None    # teacher only: distil from this trained checkpoint instead (config unused)
 
 
 @dataclass
@@ -165,20 +167,25 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
         raise SekdError(f"{source}: methods must be a list of method names or 'all', got {cfg.methods!r}")
     for where, names, choices in (("methods", cfg.methods, known), ("peers", cfg.peers, list(PEERS)),
                                   ("weights", list(cfg.weights), known), ("options", list(cfg.options), known),
-                                  ("more_seeds.systems", cfg.more_seeds.systems,
+                                  ("more_seeds.systems", cfg.more_seeds.systems if cfg.more_seeds.seeds else [],
                                    [NO_KD, *cfg.methods, *cfg.ablations])):
         unknown = [n for n in names if n not in choices]
         if unknown:
             raise SekdError(f"{source}: {where}: unknown name(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+    if cfg.more_seeds.seeds and cfg.more_seeds.closest and "i2s_tfckd" not in cfg.methods:
+        raise SekdError(f"{source}: more_seeds.closest picks the methods nearest i2s_tfckd, which is not in methods")
     for name, spec in cfg.ablations.items():
         if not isinstance(spec, dict) or set(spec) - {"method", "options", "weight"} or spec.get("method") not in known:
             raise SekdError(f"{source}: ablations.{name} must be a mapping with 'method' (one of `sekd methods`) "
                             f"and optionally 'options' and 'weight', got {spec!r}")
         if name in known or name in ("teacher", "noisy", *PEERS):
             raise SekdError(f"{source}: ablations.{name}: the name is taken by a method, a peer or the teacher")
+    if cfg.student.checkpoint:
+        raise SekdError(f"{source}: student.checkpoint: only the teacher can be given as a checkpoint")
     for role in ("teacher", "student"):
-        if not getattr(cfg, role).config:
-            raise SekdError(f"{source}: {role}.config must name a run config YAML")
+        if not getattr(cfg, role).config and not getattr(cfg, role).checkpoint:
+            raise SekdError(f"{source}: {role}.config must name a run config YAML"
+                            + (" (or teacher.checkpoint a trained teacher)" if role == "teacher" else ""))
     return cfg
 
 
@@ -264,16 +271,24 @@ def more_seed_systems(study: StudyConfig) -> list[str]:
     return chosen + others[:more.closest]
 
 
-def run_config(study: StudyConfig, run: Run) -> Config:
-    """The resolved run config: base file, ``common``, the role's overrides, then what the study fixes."""
+def teacher_checkpoint(study: StudyConfig) -> Path:
+    """The teacher every method distils from: ``teacher.checkpoint``, else the one the study trains."""
+    return Path(study.teacher.checkpoint or Path(study.out_dir) / "teacher" / "checkpoints" / "best.ckpt")
+
+
+def run_config(study: StudyConfig, run: Run) -> Config | None:
+    """The resolved run config: base file, ``common``, the role's overrides, then what the study fixes
+    (None for a teacher given as a checkpoint)."""
     spec = study.teacher if run.system == "teacher" else study.student
+    if spec.checkpoint:
+        return None
     overrides = {**study.common, **spec.overrides, "data.train": study.data, "train.out_dir": str(run.out_dir),
                  "train.seed": run.seed}
     if study.threads:  # the teacher trains alone; students share the cores among the jobs
         overrides["train.threads"] = study.threads if run.system == "teacher" else max(1, study.threads // study.jobs)
     cfg = load_config(spec.config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     if run.method is not None:
-        cfg.extra["distill"] = {"teacher": str(Path(study.out_dir) / "teacher" / "checkpoints" / "best.ckpt"),
+        cfg.extra["distill"] = {"teacher": str(teacher_checkpoint(study)),
                                 "method": run.method, "weight": run.weight, "options": run.options}
     return cfg
 
@@ -356,7 +371,8 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     from .checkpoint import load_enhancer
     from .profile import macs_per_second
     cfg = run_config(study, run)
-    settings = _settings(study, cfg)
+    # A teacher given as a checkpoint is that file.
+    settings = _settings(study, cfg) if cfg is not None else {**_settings(study), "checkpoint": study.teacher.checkpoint}
     path = run.out_dir / RESULT
     existing = _existing_result(path, settings)
     if existing:
@@ -365,7 +381,7 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     adopted = run.method is not None and adopt_tuning_run(study, run)
     resumed = (run.out_dir / "checkpoints" / "last.ckpt").is_file()
     start = time.perf_counter()
-    best = train_run(cfg, run)
+    best = train_run(cfg, run) if cfg is not None else teacher_checkpoint(study)
     train_seconds = time.perf_counter() - start
     model = load_enhancer(best, device=str(resolve_device(study.evaluation.device)))
     rows, summary, eval_seconds = _score(study, pairs, run.system, model)
@@ -374,7 +390,8 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
               "options": run.options, "checkpoint": str(best),
               "params": sum(p.numel() for p in model.parameters()), "macs_per_second": macs_per_second(model),
               "train_seconds": train_seconds, "resumed": resumed, "from_tuning": adopted,
-              "curve": validation_curve(run.out_dir), "eval_seconds": eval_seconds,
+              "curve": validation_curve(run.out_dir if cfg is not None else best.parent.parent),
+              "eval_seconds": eval_seconds,
               "summary": summary, "rows": _json_rows(rows), "settings": settings}
     if run.method == "i2s_tfckd" and run.options.get("calibration", "learned") == "learned":
         result["calibration"] = calibration_maps(best, pairs[:study.evaluation.calibration_files])
@@ -525,7 +542,10 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
 def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | None) -> None:
     """Every problem of the training, validation and (with ``pairs``) evaluation data, before hours of training."""
     from .data.checks import require_good_pairs
-    for channels in sorted({run_config(study, run).model.in_channels for run in runs}):
+    configs = [cfg for cfg in (run_config(study, run) for run in runs) if cfg is not None]
+    if study.teacher.checkpoint and not Path(study.teacher.checkpoint).is_file():
+        raise SekdError(f"teacher.checkpoint {study.teacher.checkpoint}: file not found")
+    for channels in sorted({cfg.model.in_channels for cfg in configs}):
         if pairs is not None:
             require_good_pairs(pairs, f"{study.data}: evaluation data (split {study.evaluation.split!r})", channels)
         for split in ("train", "valid"):
@@ -623,7 +643,8 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
     pairs = None
     if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
         check_study_data(study, [teacher, *plan_tuning(study)], None)
-        train_run(run_config(study, teacher), teacher)
+        if not study.teacher.checkpoint:
+            train_run(run_config(study, teacher), teacher)
     else:
         resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
         pairs = evaluation_pairs(study)
