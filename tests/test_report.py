@@ -7,7 +7,7 @@ import pytest
 
 from sekd.cli import main
 from sekd.errors import SekdError
-from sekd.report import format_report, gap_closed, load_results, mean_ci, paired_tests
+from sekd.report import format_report, gap_closed, gap_closed_ci, load_results, mean_ci, paired_tests
 
 FILES = ["a", "b", "c", "d", "e", "f"]
 
@@ -53,13 +53,24 @@ def test_gap_closed():
     assert math.isnan(gap_closed(2.6, 2.2, 2.0))  # the teacher is not better: no gap to close
 
 
+def test_gap_closed_interval_is_welchs_over_the_teacher_gap():
+    from scipy import stats
+    student, none = [2.5, 2.6, 2.7], [2.1, 2.2, 2.3, 2.2, 2.2]
+    centre, half = gap_closed_ci(student, none, 3.0)
+    assert centre == pytest.approx((2.6 - 2.2) / 0.8)
+    welch = stats.ttest_ind(student, none, equal_var=False).confidence_interval(0.95)
+    assert half == pytest.approx((welch.high - welch.low) / 2 / 0.8)
+    assert math.isnan(gap_closed_ci([2.6], none, 3.0)[1])  # one seed: no interval
+    assert math.isnan(gap_closed_ci(student, none, 2.0)[0])  # no gap to close
+
+
 def test_table_rows_numbers_and_significance(results):
     systems = load_results(results)
     assert list(systems) == ["noisy", "teacher", "rnnoise", "none", "i2s_tfckd", "pkt"]
     text = format_report(systems)
     row = next(line for line in text.splitlines() if line.startswith("| i2s_tfckd |"))
     assert "| 3 | 2.600 ± 0.497 |" in row            # mean and CI half-width over the three seeds
-    assert row.rstrip().endswith("| 1,000 | 2.500 G | 0.500 |")  # (2.6 − 2.2) / (3.0 − 2.2)
+    assert row.rstrip().endswith("| 1,000 | 2.500 G | 0.500 ± 0.567 |")  # (2.6 − 2.2) / (3.0 − 2.2), Welch over seeds
     assert "| teacher | 1 | 3.000 |" in text and "| rnnoise | 1 | 1.700 |" in text
     assert "n/a" in row  # DNSMOS missing everywhere
     tests = {t["system"]: t for t in paired_tests(systems)}

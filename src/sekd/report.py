@@ -8,7 +8,7 @@ output folder:
   freedom; "±" is the half-width; systems run once get no interval), parameters and MACs
   per second, and for each distilled student the share of the teacher–student gap it
   closes on PESQ-WB, (KD − noKD) / (teacher − noKD), with the no-KD student of the same
-  study; a second table gives that share for every metric; then the paired per-file test
+  study, and its interval (:func:`gap_closed_ci`); a second table gives that share for every metric; then the paired per-file test
   of I²S-TFCKD against every other student (Wilcoxon signed-rank, two-sided, on per-file
   PESQ-WB averaged over the seeds both systems have; p-values also Holm-adjusted over all
   those comparisons), which student comes first, and the λ each method got in the study's
@@ -106,6 +106,28 @@ def gap_closed(student: float, no_kd: float, teacher: float) -> float:
     """(student_KD − student_noKD) / (teacher − student_noKD); NaN when the teacher is not better than no-KD."""
     gap = teacher - no_kd
     return (student - no_kd) / gap if gap > 0 else math.nan
+
+
+def gap_closed_ci(student: list[float], no_kd: list[float], teacher: float, level: float = 0.95
+                  ) -> tuple[float, float]:
+    """Gap closed and the half-width of its interval: Welch's ``level`` interval of the KD − noKD
+    difference of seed means, divided by teacher − mean noKD (the teacher is one run, a constant
+    here). NaN width with fewer than two seeds on either side; NaN gap as :func:`gap_closed`."""
+    s, n = (np.asarray([x for x in v if x is not None and not math.isnan(x)], dtype=np.float64)
+            for v in (student, no_kd))
+    if not s.size or not n.size:
+        return math.nan, math.nan
+    gap = teacher - n.mean()
+    if gap <= 0:
+        return math.nan, math.nan
+    centre = (s.mean() - n.mean()) / gap
+    if s.size < 2 or n.size < 2:
+        return centre, math.nan
+    vs, vn = s.var(ddof=1) / s.size, n.var(ddof=1) / n.size
+    if vs + vn == 0:
+        return centre, 0.0
+    dof = (vs + vn) ** 2 / (vs ** 2 / (s.size - 1) + vn ** 2 / (n.size - 1))
+    return centre, float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(vs + vn) / gap)
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -210,12 +232,14 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     for name, e in summary.items():
         gap = ""
         if e["kind"] == "student" and name != NO_KD and teacher and no_kd:
-            gap = _fmt("", gap_closed(e["pesq_wb"][0], no_kd["pesq_wb"][0], teacher["pesq_wb"][0]))
+            gap = _fmt_ci("", gap_closed_ci(_metric_values(systems[name], "pesq_wb"),
+                                            _metric_values(systems[NO_KD], "pesq_wb"), teacher["pesq_wb"][0]))
         lines.append(f"| {name} | {e['seeds']} | " + " | ".join(_fmt_ci(m, e[m]) for m in METRICS)
                      + f" | {_count(e['params'])} | {_count(e['macs_per_second'], 1e9, ' G')} | {gap} |")
     lines += ["", "Mean over seeds ± half-width of the 95 % confidence interval (t-distribution); the input, "
                   "the peers and the teacher are evaluated once. Gap closed: (KD − noKD) / (teacher − noKD) "
-                  "with the no-KD student `none`; n/a where the teacher is not better than the no-KD student."]
+                  "with the no-KD student `none`, ± Welch's 95 % interval of KD − noKD over seeds divided by "
+                  "teacher − noKD; n/a where the teacher is not better than the no-KD student."]
     if teacher and no_kd:
         students = [n for n, e in summary.items() if e["kind"] == "student" and n != NO_KD]
         lines += ["", "### Share of the teacher–student gap closed, per metric", "",
