@@ -12,7 +12,7 @@ The Python API mirrors the ``sekd`` command (imports are lazy, so ``import sekd`
     streamer = sekd.load_streamer("causal.ckpt")                        # sekd stream (push/flush)
     sekd.export_step(sekd.load_enhancer("causal.ckpt"), "step.onnx")    # sekd export
     sekd.study("configs/study/cpu.yaml")                                # sekd study
-    sekd.write_report("runs/study-cpu")                                 # sekd report
+    sekd.write_report("results/study-cpu")                              # sekd report
 """
 
 __version__ = "0.1.0"

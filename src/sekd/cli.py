@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = _add(sub, "report", "markdown table (means and 95 %% CIs over seeds, gap closed, significance) and PNGs "
                             "from a study's results",
-             "  sekd report runs/study-cpu\n  sekd report runs/study-cpu -o docs/study")
+             "  sekd report results/study-cpu\n  sekd report results/study-cpu -o docs/study")
     r.add_argument("results", help="the study's out_dir (holds result.json files)")
     r.add_argument("-o", "--output", help="output folder (default: RESULTS/report)")
     r.set_defaults(func=cmd_report)
