@@ -507,7 +507,7 @@ def choose_weights(study: StudyConfig) -> dict[str, float]:
                  "tune")
     choice: dict[str, dict] = {}
     for run in runs:
-        result = tune_run(study, run)  # finished: read back
+        result = json.loads((run.out_dir / TUNE_RESULT).read_text())  # every run is finished now
         entry = choice.setdefault(run.method, {"grid": {}, "seed": run.seed})
         entry["grid"][f"{run.weight:g}"] = result["best_val_pesq_wb"]
     for method, entry in choice.items():
@@ -581,11 +581,13 @@ def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool
                  what: str) -> None:
     """Do every run not ``done``, each by whichever of the study's processes claims it first;
     returns once all are done (waiting for those that other processes hold)."""
-    pending = list(runs)
+    pending, first_pass = list(runs), True
     while pending:
         held = []
         for i, run in enumerate(pending, start=1):
             if done(run):
+                if first_pass:
+                    log.info("skip %s %s seed %d: finished", what, run.system, run.seed)
                 continue
             with claimed(study, run) as mine:
                 if not mine:
@@ -594,7 +596,7 @@ def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool
                 log.info("[%s %d/%d] %s seed %d", what, len(runs) - len(pending) + i, len(runs), run.system,
                          run.seed)
                 do(run)
-        pending = [run for run in held if not done(run)]
+        pending, first_pass = [run for run in held if not done(run)], False
         if pending:
             log.info("%s: waiting for %d run(s) that other jobs hold", what, len(pending))
             time.sleep(WAIT_SECONDS)
