@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from .audio import atomic_write_text
+from .audio import SAMPLE_RATE, atomic_write_text, write_audio
 from .errors import SekdError
 
 log = logging.getLogger("sekd")
@@ -455,15 +455,13 @@ def write_excerpts(examples: list, folder: Path, seconds: float) -> list[tuple[s
     """The first ``seconds`` of every example signal as 16 kHz 16-bit WAV in ``folder``;
     returns ``(id, [(label, file name)])``. The audio derives from the corpus: it is written at
     report time, not shipped (the corpus's licences travel with the corpus)."""
-    import soundfile as sf
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for file_id, signals in examples:
         names = []
         for label, wave in signals:
             name = f"{file_id}-{label.split()[0].lower().replace('²', '2')}.wav"
-            excerpt = np.clip(np.asarray(wave, dtype=np.float32)[:int(seconds * 16000)], -1, 1)
-            sf.write(folder / name, excerpt, 16000, subtype="PCM_16")
+            write_audio(folder / name, np.asarray(wave)[:int(seconds * SAMPLE_RATE)])  # 16-bit, scaled if loud
             names.append((label, name))
         out.append((file_id, names))
     return out
