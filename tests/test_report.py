@@ -125,3 +125,21 @@ def test_curves_are_averaged_over_seeds_at_common_steps():
     systems = {"none": [{"curve": [[10, 1.0], [20, 2.0]]}, {"curve": [[10, 2.0], [20, 3.0], [30, 9.0]]}],
                "noisy": [{"rows": []}]}
     assert mean_curves(systems) == {"none": ([10, 20], [1.5, 2.5])}
+
+
+def test_pesq_by_condition_from_the_corpus_manifest(results, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = ["split,id,noisy,clean,speaker,source,language,noise_type,snr_db,room,duration_s"]
+    for i, (f, snr) in enumerate(zip(FILES, [0, 1, 8, 9, 15, 16])):
+        room = "none" if i % 2 == 0 else "rt60=0.5"
+        lines.append(f"test,{f},n/{f}.wav,c/{f}.wav,s,{'synthetic' if i < 3 else 'studio'},en,pink,{snr},{room},3.0")
+    (corpus / "manifest.csv").write_text("\n".join(lines) + "\n")
+    (results / "study.yaml").write_text(f"data: {corpus}\nevaluation: {{split: test}}\n")
+    text = format_report(load_results(results), results)
+    # per-file PESQ-WB is the system's value + i/100 (i = the file's index); none's seeds average 2.2
+    assert "| condition | files | noisy | teacher | none | i2s_tfckd | teacher − none |" in text
+    assert "| SNR < 5 dB | 2 | 1.505 | 3.005 | 2.205 | 2.605 | +0.800 |" in text   # files a, b
+    assert "| dry | 3 | 1.520 | 3.020 | 2.220 | 2.620 | +0.800 |" in text          # files a, c, e
+    assert "| speech: studio | 3 | 1.540 |" in text and "| noise: pink | 6 |" in text
+    assert "by condition" not in format_report(load_results(results))  # no study folder: no table

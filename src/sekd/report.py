@@ -12,7 +12,9 @@ output folder:
   of I²S-TFCKD against every other student (Wilcoxon signed-rank, two-sided, on per-file
   PESQ-WB averaged over the seeds both systems have; p-values also Holm-adjusted over all
   those comparisons), which student comes first, and the λ each method got in the study's
-  tuning stage with the validation score of every λ of the grid (``tune/choice.json``).
+  tuning stage with the validation score of every λ of the grid (``tune/choice.json``); and, for
+  the built-in corpus, mean PESQ-WB per condition (SNR band, room, speech source, noise type) of
+  the input, the teacher and the no-KD and I²S-TFCKD students (:func:`condition_table`).
 - ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
   training step, mean over seeds, per student system; the teacher beside),
   ``calibration.png`` (I²S-TFCKD's calibration weights α per set and stream, student tap × teacher tap, averaged over the evaluation
@@ -222,6 +224,63 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     return lines
 
 
+SNR_BANDS = ((-math.inf, 5.0, "SNR < 5 dB"), (5.0, 12.5, "SNR 5–12.5 dB"), (12.5, math.inf, "SNR ≥ 12.5 dB"))
+
+
+def _conditions(results_dir: Path | None) -> dict[str, list[str]]:
+    """``{file id: [condition label]}`` from the manifest of the study's corpus (SNR band, dry or
+    reverberant, speech source, noise type); ``{}`` when the study's data has no such manifest
+    (a paired folder, another corpus)."""
+    import csv
+    study_file = None if results_dir is None else Path(results_dir) / "study.yaml"
+    if study_file is None or not study_file.is_file():
+        return {}
+    data = Path(yaml.safe_load(study_file.read_text())["data"])
+    manifest = data / "manifest.csv" if data.is_dir() else data
+    if manifest.suffix != ".csv" or not manifest.is_file():
+        return {}
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"id", "snr_db", "room", "source", "noise_type"} <= set(rows[0]):
+        return {}
+    conditions = {}
+    for row in rows:
+        snr = float(row["snr_db"])
+        band = next(label for low, high, label in SNR_BANDS if low <= snr < high)
+        room = "dry" if row["room"] == "none" else "reverberant"
+        conditions[row["id"]] = [band, room, f"speech: {row['source']}", f"noise: {row['noise_type']}"]
+    return conditions
+
+
+def condition_table(systems: dict[str, list[dict]], results_dir: Path | None) -> list[str]:
+    """Markdown lines: mean PESQ-WB per condition of the corpus (:func:`_conditions`) for the input, the
+    teacher and the no-KD and I²S-TFCKD students (per file averaged over seeds), with teacher − noKD:
+    where the teacher has something to transfer. ``[]`` without a manifest or a teacher and a no-KD student."""
+    conditions = _conditions(results_dir)
+    if not conditions or "teacher" not in systems or NO_KD not in systems:
+        return []
+    names = [n for n, r in systems.items() if r[0].get("kind") == "input"] + [
+        n for n in ("teacher", NO_KD, I2S) if n in systems]
+    per_file = {}
+    for name in names:
+        runs = {r["seed"]: r for r in systems[name]}
+        per_file[name] = _per_file(runs, sorted(runs, key=lambda s: -1 if s is None else s), "pesq_wb")
+    groups: dict[str, list[str]] = {}
+    for file_id in per_file["teacher"]:
+        for label in conditions.get(file_id, []):
+            groups.setdefault(label, []).append(file_id)
+    order = [label for _, _, label in SNR_BANDS] + ["dry", "reverberant"]
+    labels = [g for g in order if g in groups] + sorted(g for g in groups if g not in order)
+    lines = ["### PESQ-WB by condition of the test files", "",
+             "| condition | files | " + " | ".join(names) + " | teacher − none |", "|---|---:|" + "---:|" * (len(names) + 1)]
+    for label in labels:
+        means = {n: float(np.nanmean([per_file[n].get(i, math.nan) for i in groups[label]])) for n in names}
+        lines.append(f"| {label} | {len(groups[label])} | " + " | ".join(f"{means[n]:.3f}" for n in names)
+                     + f" | {means['teacher'] - means[NO_KD]:+.3f} |")
+    lines += ["", "Conditions from the corpus's manifest; students' per-file scores averaged over their seeds."]
+    return lines
+
+
 def format_report(systems: dict[str, list[dict]], results_dir: Path | None = None) -> str:
     """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table."""
     summary = summarise_systems(systems)
@@ -257,6 +316,9 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
                   f"{_fmt_p(t['p'])} | {_fmt_p(t['p_holm'])} |" for t in tests]
         lines += ["", f"Holm's correction is over the {len(tests)} comparisons of this table."]
     lines += ["", _ranking(summary)]
+    by_condition = condition_table(systems, results_dir)
+    if by_condition:
+        lines += ["", *by_condition]
     tuning = tuning_table(results_dir)
     if tuning:
         lines += ["", *tuning]
