@@ -221,7 +221,7 @@ def test_two_jobs_share_the_runs_and_more_seeds_follow(small_corpus, tmp_path, c
                  "more_seeds={seeds: [1], systems: [none], closest: 1}"]
     with caplog.at_level("INFO", logger="sekd"):
         assert main(["study", str(config), *overrides]) == 0
-    claimed = re.compile(r"\[(?:tune|students|more seeds) \d+/\d+\] (\S+) seed (\d+)")
+    claimed = re.compile(r"\[(?:tune|students|more seeds)(?: \d+/\d+| while tuning)\] (\S+) seed (\d+)")
     mine = {m.groups() for m in map(claimed.search, caplog.messages) if m}
     theirs = {m.groups() for m in map(claimed.search, (out / "logs" / "job1.log").read_text().splitlines()) if m}
     assert mine and theirs  # both processes trained
@@ -233,3 +233,29 @@ def test_two_jobs_share_the_runs_and_more_seeds_follow(small_corpus, tmp_path, c
         assert (out / system / f"seed{seed}" / "result.json").is_file()
     assert len(list(out.glob("*/seed1/result.json"))) == 2
     assert len(list((out / "tune").rglob("tune.json"))) == 3 * 2  # three methods × the grid
+
+
+def test_a_process_waiting_on_held_tuning_runs_trains_the_runs_that_need_no_lambda(small_corpus, tmp_path):
+    """The last tuning run is held by another process: this one trains the no-KD and fixed-λ students meanwhile."""
+    from sekd.study import choose_weights, claimed, do_one, plan_tuning, untuned_runs
+    study = load_study(write_study(tmp_path / "s.yaml", small_corpus, tmp_path / "out"))
+    free = untuned_runs(study)
+    assert sorted((r.system, r.seed) for r in free) == [("none", 0), ("none", 1), ("pkt", 0), ("pkt", 1)]
+    held, *others = plan_tuning(study)
+    for run in others:  # finished tuning runs
+        run.out_dir.mkdir(parents=True)
+        (run.out_dir / "tune.json").write_text(json.dumps({"best_val_pesq_wb": 1.5}))
+    done = []
+
+    def train(run):
+        done.append((run.system, run.seed))
+        if len(done) == 2:  # the other process finishes its tuning run
+            held.out_dir.mkdir(parents=True)
+            (held.out_dir / "tune.json").write_text(json.dumps({"best_val_pesq_wb": 2.0}))
+
+    with claimed(study, held) as mine:  # another open file: flock refuses this process's own second claim
+        assert mine
+        chosen = choose_weights(study, lambda: do_one(study, free, lambda r: (r.system, r.seed) in done, train,
+                                                      "students while tuning"))
+    assert done == [("none", 0), ("pkt", 0)]  # one run per wait, in the study's order
+    assert chosen == {"i2s_tfckd": held.weight}

@@ -496,15 +496,22 @@ def tune_run(study: StudyConfig, run: Run) -> dict:
     return result
 
 
-def choose_weights(study: StudyConfig) -> dict[str, float]:
+def untuned_runs(study: StudyConfig) -> list[Run]:
+    """The students of the base seeds whose λ no tuning can change (no-KD, a fixed λ)."""
+    other = {run.method: -1.0 for run in plan_tuning(study)}  # any choice but the default's
+    return [run for run, alt in zip(plan_runs(study)[1:], plan_runs(study, other)[1:]) if run.weight == alt.weight]
+
+
+def choose_weights(study: StudyConfig, meanwhile: Callable[[], bool] | None = None) -> dict[str, float]:
     """The tuning stage: every grid run, then per method the λ with the best validation PESQ-WB.
 
     Writes ``OUT/tune/choice.json`` (``{method: {grid: {λ: score}, chosen, seed, files}}``);
-    finished runs are reused, so starting the study again only reads them.
+    finished runs are reused, so starting the study again only reads them. ``meanwhile`` is
+    what a process does instead of idling while other processes hold the last tuning runs.
     """
     runs = plan_tuning(study)
     work_through(study, runs, lambda run: (run.out_dir / TUNE_RESULT).is_file(), lambda run: tune_run(study, run),
-                 "tune")
+                 "tune", meanwhile)
     choice: dict[str, dict] = {}
     for run in runs:
         result = json.loads((run.out_dir / TUNE_RESULT).read_text())  # every run is finished now
@@ -578,9 +585,10 @@ def claimed(study: StudyConfig, run: Run) -> Iterator[bool]:
 
 
 def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool], do: Callable[[Run], object],
-                 what: str) -> None:
+                 what: str, meanwhile: Callable[[], bool] | None = None) -> None:
     """Do every run not ``done``, each by whichever of the study's processes claims it first;
-    returns once all are done (waiting for those that other processes hold)."""
+    returns once all are done. While other processes hold the last ones it calls ``meanwhile``
+    (other work; False when there is none left) or waits."""
     pending, first_pass = list(runs), True
     while pending:
         held = []
@@ -597,9 +605,23 @@ def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool
                          run.seed)
                 do(run)
         pending, first_pass = [run for run in held if not done(run)], False
-        if pending:
+        if pending and not (meanwhile and meanwhile()):
             log.info("%s: waiting for %d run(s) that other jobs hold", what, len(pending))
             time.sleep(WAIT_SECONDS)
+
+
+def do_one(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool], do: Callable[[Run], object],
+           what: str) -> bool:
+    """Claim and do the first run of ``runs`` neither done nor held by another process; whether there was one."""
+    for run in runs:
+        if done(run):
+            continue
+        with claimed(study, run) as mine:
+            if mine:
+                log.info("[%s] %s seed %d", what, run.system, run.seed)
+                do(run)
+                return True
+    return False
 
 
 def _term_with_parent() -> None:
@@ -659,14 +681,16 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
     jobs = start_jobs(study, stage) if spawn and study.jobs > 1 else []
     if study.threads:
         torch.set_num_threads(max(1, study.threads // study.jobs))
-    tuned = choose_weights(study)
-    if stage == "tune":
+    def finished(run: Run) -> bool:
+        return (run.out_dir / RESULT).is_file()
+    def evaluated(run: Run) -> dict:
+        return train_and_evaluate(study, run, pairs)
+    if stage == "tune":  # nothing that reads the test split
+        tuned = choose_weights(study)
         log.info("tuning finished in %.0f s: %s", time.perf_counter() - start, out / TUNE_DIR / CHOICE)
-    else:
-        def finished(run: Run) -> bool:
-            return (run.out_dir / RESULT).is_file()
-        def evaluated(run: Run) -> dict:
-            return train_and_evaluate(study, run, pairs)
+    else:  # a process the last tuning runs leave idle trains the students that need no λ
+        free = untuned_runs(study)
+        tuned = choose_weights(study, lambda: do_one(study, free, finished, evaluated, "students while tuning"))
         base = plan_runs(study, tuned)[1:]  # the students (the teacher is done)
         work_through(study, base, finished, evaluated, "students")
         if study.more_seeds.seeds:
