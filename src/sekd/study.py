@@ -597,31 +597,27 @@ def work_through(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool
                 if first_pass:
                     log.info("skip %s %s seed %d: finished", what, run.system, run.seed)
                 continue
-            with claimed(study, run) as mine:
-                if not mine:
-                    held.append(run)
-                    continue
-                log.info("[%s %d/%d] %s seed %d", what, len(runs) - len(pending) + i, len(runs), run.system,
-                         run.seed)
-                do(run)
+            if not claim_and_do(study, run, do, f"{what} {len(runs) - len(pending) + i}/{len(runs)}"):
+                held.append(run)
         pending, first_pass = [run for run in held if not done(run)], False
         if pending and not (meanwhile and meanwhile()):
             log.info("%s: waiting for %d run(s) that other jobs hold", what, len(pending))
             time.sleep(WAIT_SECONDS)
 
 
+def claim_and_do(study: StudyConfig, run: Run, do: Callable[[Run], object], label: str) -> bool:
+    """Do ``run`` if this process gets its lock (logged as ``[label]``); whether it did."""
+    with claimed(study, run) as mine:
+        if mine:
+            log.info("[%s] %s seed %d", label, run.system, run.seed)
+            do(run)
+        return mine
+
+
 def do_one(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool], do: Callable[[Run], object],
            what: str) -> bool:
     """Claim and do the first run of ``runs`` neither done nor held by another process; whether there was one."""
-    for run in runs:
-        if done(run):
-            continue
-        with claimed(study, run) as mine:
-            if mine:
-                log.info("[%s] %s seed %d", what, run.system, run.seed)
-                do(run)
-                return True
-    return False
+    return any(not done(run) and claim_and_do(study, run, do, what) for run in runs)
 
 
 def _term_with_parent() -> None:
@@ -681,14 +677,14 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
     jobs = start_jobs(study, stage) if spawn and study.jobs > 1 else []
     if study.threads:
         torch.set_num_threads(max(1, study.threads // study.jobs))
-    def finished(run: Run) -> bool:
-        return (run.out_dir / RESULT).is_file()
-    def evaluated(run: Run) -> dict:
-        return train_and_evaluate(study, run, pairs)
     if stage == "tune":  # nothing that reads the test split
         tuned = choose_weights(study)
         log.info("tuning finished in %.0f s: %s", time.perf_counter() - start, out / TUNE_DIR / CHOICE)
     else:  # a process the last tuning runs leave idle trains the students that need no λ
+        def finished(run: Run) -> bool:
+            return (run.out_dir / RESULT).is_file()
+        def evaluated(run: Run) -> dict:
+            return train_and_evaluate(study, run, pairs)
         free = untuned_runs(study)
         tuned = choose_weights(study, lambda: do_one(study, free, finished, evaluated, "students while tuning"))
         base = plan_runs(study, tuned)[1:]  # the students (the teacher is done)
