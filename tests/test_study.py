@@ -11,7 +11,7 @@ import yaml
 
 from sekd.cli import main
 from sekd.errors import SekdError
-from sekd.study import load_study, plan_runs, run_config
+from sekd.study import load_study, plan_runs, plan_tuning, run_config
 
 TINY = {"model.preset": "tiny", "data.batch_size": 4, "data.crop_seconds": 1.0, "data.valid_files": 2,
         "train.max_steps": 2, "train.val_every": 2, "train.warmup_steps": 1, "train.log_every": 1}
@@ -49,6 +49,10 @@ def test_plan_covers_teacher_baseline_methods_and_ablations(tmp_path):
     assert ablation.method == "i2s_tfckd" and ablation.options == {"fusion_channels": 8, "checkpoint": False,
                                                                     "inter": False}
     assert runs[3].weight == 0.5 and runs[1].method is None
+    everything = load_study(write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out"), ["methods=all", "weights={}"])
+    tuning = [(r.method, r.weight) for r in plan_tuning(everything)]
+    assert tuning[:2] == [("i2s_tfckd", 0.5), ("i2s_tfckd", 2.0)]  # the main comparison first, then the others
+    assert len(tuning) == 2 * (len(everything.methods) - 1) and ("none", 0.5) not in tuning
 
 
 def test_bad_study_configs(tmp_path):

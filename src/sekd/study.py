@@ -455,11 +455,14 @@ def tune_seed(study: StudyConfig) -> int:
 
 
 def plan_tuning(study: StudyConfig) -> list[Run]:
-    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not tuned."""
+    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not tuned.
+
+    I²S-TFCKD first, as in :func:`plan_runs`: an interrupted tuning already has its λ to compare with no-KD.
+    """
     out, seed = Path(study.out_dir) / TUNE_DIR, tune_seed(study)
+    methods = sorted((m for m in study.methods if m != NO_KD and m not in study.weights), key=lambda m: m != "i2s_tfckd")
     return [Run(method, seed, out / method / f"lambda{weight:g}", method, weight, dict(study.options.get(method) or {}))
-            for method in study.methods if method != NO_KD and method not in study.weights
-            for weight in study.tune.grid]
+            for method in methods for weight in study.tune.grid]
 
 
 def validation_curve(run_dir: Path) -> list[list[float]]:
