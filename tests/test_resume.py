@@ -2,7 +2,7 @@
 
 Each run is a real ``sekd train`` process; a recorder wrapped around the training step logs
 (global step, batch checksum) and, at a chosen step, kills its own process with SIGKILL or
-SIGTERM or SIGINT, before that step trains.
+SIGTERM or SIGINT, before that step trains, or during the validation after that step.
 """
 
 import csv
@@ -21,25 +21,30 @@ RECORDER = """
 import json, os, signal, sys
 from sekd.engine.module import EnhancementModule
 from sekd.cli import main
-record, signal_name, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
-step = EnhancementModule.training_step
+record, signal_name, where = sys.argv[1], sys.argv[2], sys.argv[3].split(":")[0]
+kill_at = int(sys.argv[3].split(":")[-1])
+step, validation_step = EnhancementModule.training_step, EnhancementModule.validation_step
 def recording_step(self, batch, batch_idx):
-    if self.global_step == kill_at and signal_name != "none":
+    if where == "train" and self.global_step == kill_at and signal_name != "none":
         os.kill(os.getpid(), getattr(signal, signal_name))
     with open(record, "a") as fh:
         fh.write(json.dumps([self.global_step, batch[0].double().sum().item(), batch[1].double().sum().item()]) + "\\n")
     return step(self, batch, batch_idx)
-EnhancementModule.training_step = recording_step
+def killing_validation_step(self, batch, batch_idx):
+    if where == "valid" and self.global_step == kill_at and batch_idx == 0 and signal_name != "none":
+        os.kill(os.getpid(), getattr(signal, signal_name))  # with a batch of the validation still to come
+    return validation_step(self, batch, batch_idx)
+EnhancementModule.training_step, EnhancementModule.validation_step = recording_step, killing_validation_step
 sys.exit(main(sys.argv[4:]))
 """
 
-# 12 files, batches of 2: 6 steps an epoch; checkpoints at steps 4 and 8; 10 steps in all.
+# 12 files, batches of 2: 6 steps an epoch; validations and checkpoints at steps 5 and 10; 10 steps in all.
 RUN = ["model.preset=tiny", "data.batch_size=2", "data.crop_seconds=0.5", "data.valid_files=2",
-       "train.max_steps=10", "train.val_every=4", "train.warmup_steps=1", "train.log_every=1", "train.threads=1"]
+       "train.max_steps=10", "train.val_every=5", "train.warmup_steps=1", "train.log_every=1", "train.threads=1"]
 
 
-def sekd_train(tmp_path, data, out, record, signal_name="none", kill_at=-1):
-    args = [sys.executable, "-c", RECORDER, str(record), signal_name, str(kill_at), "train", "configs/cpu-teacher.yaml",
+def sekd_train(tmp_path, data, out, record, signal_name="none", kill_at="train:-1"):
+    args = [sys.executable, "-c", RECORDER, str(record), signal_name, kill_at, "train", "configs/cpu-teacher.yaml",
             f"data.train={data}", f"train.out_dir={out}", *RUN]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
 
@@ -68,9 +73,11 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("signal_name, kill_at, exit_code, resumed_at", [
-    ("SIGKILL", 7, -signal.SIGKILL, 4),   # mid-epoch 1, three steps after the last checkpoint: they are redone
-    ("SIGTERM", 2, 128 + signal.SIGTERM, 3),  # saves last.ckpt after the step in progress, mid-epoch 0
-    ("SIGINT", 5, 128 + signal.SIGINT, 6),
+    ("SIGKILL", "train:7", -signal.SIGKILL, 5),   # mid-epoch 1, two steps after the last checkpoint: they are redone
+    ("SIGTERM", "train:2", 128 + signal.SIGTERM, 3),  # saves last.ckpt after the step in progress, mid-epoch 0
+    ("SIGINT", "train:4", 128 + signal.SIGINT, 5),    # the step before a validation: that validation runs first
+    ("SIGTERM", "valid:5", 128 + signal.SIGTERM, 5),  # mid-validation: it ends first, then training stops
+    ("SIGTERM", "valid:10", 128 + signal.SIGTERM, 10),  # the last validation: it still scores the final weights
 ])
 def test_killed_run_resumes_the_same_batches_and_weights(uninterrupted, tmp_path, signal_name, kill_at, exit_code,
                                                          resumed_at):
@@ -94,7 +101,14 @@ def test_killed_run_resumes_the_same_batches_and_weights(uninterrupted, tmp_path
     assert final.keys() == reference.keys()
     assert all(torch.equal(final[k], reference[k]) for k in reference)
     metrics_after = csv_rows(run / "csv" / "metrics.csv")  # appended to, not replaced
-    assert len(metrics_after) > len(metrics_before) and metrics_after[:len(metrics_before)] == metrics_before
+    assert len(metrics_after) >= len(metrics_before) and metrics_after[:len(metrics_before)] == metrics_before
+    # Every validation ran once, on the same weights as the run never stopped: best.ckpt is chosen from all of them.
+    assert validations(run) == validations(straight) and len(validations(straight)) == 2
+
+
+def validations(run) -> list[tuple[str, str]]:
+    """(step, validation PESQ-WB) of every validation the run logged."""
+    return [(row["step"], row["val/pesq_wb"]) for row in csv_rows(run / "csv" / "metrics.csv") if "val/pesq_wb" in row]
 
 
 def csv_rows(path) -> list[dict]:

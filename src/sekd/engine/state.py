@@ -4,8 +4,9 @@
   (temporary file beside the target, fsync, rename) and reads it with ``weights_only=True``.
 - :func:`choose_resume_checkpoint`: ``last.ckpt`` when it loads, else the newest checkpoint of
   the run that does, with a warning.
-- :class:`SaveOnSignal`: SIGTERM and SIGINT stop training after the current step, save
-  ``last.ckpt`` and end the command with 128 + the signal's number (143, 130).
+- :class:`SaveOnSignal`: SIGTERM and SIGINT stop training after the current step (and the
+  validation that follows it, if any), save ``last.ckpt`` and end the command with 128 + the
+  signal's number (143, 130).
 - :class:`AppendingCSVLogger`: a resumed run adds to ``csv/metrics.csv`` instead of deleting it.
 """
 
@@ -23,6 +24,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..audio import remove_stale_temps
@@ -91,6 +93,7 @@ class SaveOnSignal(L.Callback):
 
     def __init__(self, last: Path):
         self.last, self.signum, self.saved = last, None, None
+        self._held = False  # a signal held back until the validation in progress ends
         self._previous: dict[int, Any] = {}
         self._trainer: L.Trainer | None = None
 
@@ -116,10 +119,25 @@ class SaveOnSignal(L.Callback):
     def setup(self, trainer, pl_module, stage) -> None:
         self._trainer = trainer
 
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        # Lightning stops a validation at the next batch after a signal, and the resumed run never
+        # redoes it (at the last step, it ends at once): those weights would never be scored or
+        # kept as best. So the signal waits for the validation's end (a few seconds).
+        if trainer.received_sigterm and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            trainer._signal_connector.received_sigterm, self._held = False, True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._held:  # Lightning now stops after this step, as for a signal during the step
+            trainer._signal_connector.received_sigterm, self._held = True, False
+
     def on_exception(self, trainer, pl_module, exception) -> None:
         if isinstance(exception, SIGTERMException):
             self.signum = self.signum or signal.SIGTERM
-            trainer.save_checkpoint(self.last, weights_only=False)
+            # Stopped just after a validation: the checkpoint callback saved last.ckpt as it ended, which is
+            # the state Lightning resumes after a validation from; saved again now, the resumed run would log
+            # every later step one step late.
+            if getattr(trainer.checkpoint_callback, "_last_global_step_saved", None) != trainer.global_step:
+                trainer.save_checkpoint(self.last, weights_only=False)
             self.saved = self.last
 
 
