@@ -215,6 +215,12 @@ class Run:
     options: dict = field(default_factory=dict)
 
 
+def main_comparison_first(system: str) -> tuple[bool, bool]:
+    """Sort key: the baseline, then I²S-TFCKD, then the rest in their order, so that an
+    interrupted study (or tuning stage) already has its main comparison."""
+    return system != NO_KD, system != "i2s_tfckd"
+
+
 def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None, more: list[str] = ()) -> list[Run]:
     """The teacher, then per seed: the no-KD student, every method, every ablation; then the
     ``more_seeds`` of the systems in ``more`` (see :func:`more_seed_systems`).
@@ -231,8 +237,7 @@ def plan_runs(study: StudyConfig, tuned: dict[str, float] | None = None, more: l
                  for name, spec in study.ablations.items()]
     if NO_KD not in study.methods:  # the baseline every gap is measured from
         students.insert(0, (NO_KD, NO_KD, {}, None))
-    # The baseline and I²S-TFCKD first, so that an interrupted study already has its main comparison.
-    students.sort(key=lambda s: (s[0] != NO_KD, s[0] != "i2s_tfckd"))
+    students.sort(key=lambda s: main_comparison_first(s[0]))
     for seed in [*study.seeds, *study.more_seeds.seeds]:
         for system, method, extra, weight in students:
             if seed not in study.seeds and system not in more:
@@ -455,12 +460,10 @@ def tune_seed(study: StudyConfig) -> int:
 
 
 def plan_tuning(study: StudyConfig) -> list[Run]:
-    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not tuned.
-
-    I²S-TFCKD first, as in :func:`plan_runs`: an interrupted tuning already has its λ to compare with no-KD.
-    """
+    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not
+    tuned. I²S-TFCKD first (:func:`main_comparison_first`)."""
     out, seed = Path(study.out_dir) / TUNE_DIR, tune_seed(study)
-    methods = sorted((m for m in study.methods if m != NO_KD and m not in study.weights), key=lambda m: m != "i2s_tfckd")
+    methods = sorted((m for m in study.methods if m != NO_KD and m not in study.weights), key=main_comparison_first)
     return [Run(method, seed, out / method / f"lambda{weight:g}", method, weight, dict(study.options.get(method) or {}))
             for method in methods for weight in study.tune.grid]
 
