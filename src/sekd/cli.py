@@ -88,6 +88,37 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .evaluate import NOISY, compare_with, format_comparison, read_scores
+    rows, source = [], {}
+    for item in args.scores:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = None, item
+        for system, own in _by_system(read_scores(path, name)).items():
+            if system in source:
+                if system == NOISY:
+                    continue  # the unprocessed input: scored once, the first file's kept
+                raise SekdError(f"{path}: the system {system!r} is also in {source[system]}; write NAME={path}")
+            source[system] = path
+            rows += own
+    comparisons = compare_with(rows, args.against)
+    print(format_comparison(comparisons, args.against))
+    if args.json:
+        from .audio import atomic_write_text
+        from .evaluate import _json_safe
+        atomic_write_text(args.json, json.dumps({"against": args.against, "scores": args.scores,
+                                                 "comparisons": [_json_safe(c) for c in comparisons]}, indent=2) + "\n")
+    return 0
+
+
+def _by_system(rows: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(row["system"], []).append(row)
+    return grouped
+
+
 def cmd_study(args) -> int:
     from .study import study
     out = study(args.config, args.overrides, args.stage, job=args.job)
@@ -236,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: cuda when a GPU is available, else cpu)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate)
+
+    c = _add(sub, "compare", "compare systems file by file with one of them: mean difference, files better, "
+             "Wilcoxon signed-rank p (Holm-adjusted)",
+             "  sekd evaluate --ckpt base=a.ckpt --ckpt kd=b.ckpt --data data/builtin --csv scores.csv\n"
+             "  sekd compare scores.csv --against base\n"
+             "  sekd compare results/study-cpu/none/seed0/result.json results/study-cpu/i2s_tfckd/seed0/result.json "
+             "--against none-seed0")
+    c.add_argument("scores", nargs="+", metavar="[NAME=]SCORES",
+                   help="per-file scores: a CSV of 'sekd evaluate --csv' or a study run's result.json; NAME= "
+                        "renames a result.json's run or prefixes a CSV's systems (NAME/system)")
+    c.add_argument("--against", required=True, metavar="SYSTEM",
+                   help="the system the others are compared with (difference = other − SYSTEM)")
+    c.add_argument("--json", help="write the comparisons as JSON here")
+    c.set_defaults(func=cmd_compare)
 
     s = _add(sub, "study", "the whole comparison: teacher once, every method and ablation over seeds, input and "
                            "peers; resumable (finished runs are skipped)",

@@ -213,6 +213,95 @@ def _format_value(metric: str, value: float) -> str:
     return f"{value:.2f}" if metric == "si_sdr" else f"{value:.3f}"
 
 
+LOWER_IS_BETTER = {"wer"}
+
+
+def read_scores(path: str | Path, name: str | None = None) -> list[dict]:
+    """Per-file scores from a file: the CSV of ``sekd evaluate --csv`` or a study run's ``result.json``.
+
+    Returns :func:`score_pairs`-style rows (``id``, ``system`` and a float per metric; an empty
+    cell or ``nan`` is NaN). A result.json's system is ``<system>-seed<seed>`` (``<system>`` when unseeded); ``name``
+    renames it, or prefixes a CSV's systems (``name/system``). Anything unreadable is refused
+    with the file and the problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SekdError(f"{path}: cannot read scores ({e})") from None
+    if path.suffix == ".json":
+        try:
+            run = json.loads(text)
+            system = name or (run["system"] if run.get("seed") is None else f"{run['system']}-seed{run['seed']}")
+            raw = [{"system": system, **row} for row in run["rows"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SekdError(f"{path}: not a study run's result.json ({type(e).__name__}: {e})") from None
+    else:
+        raw = list(csv.DictReader(io.StringIO(text)))
+        if not raw or not {"id", "system"} <= set(raw[0]):
+            raise SekdError(f"{path}: not a per-file scores CSV (wanted a header with id, system and metrics)")
+        if name:
+            raw = [{**row, "system": f"{name}/{row['system']}"} for row in raw]
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        try:
+            rows.append({"id": str(row["id"]), "system": str(row["system"]),
+                         **{m: math.nan if row[m] in (None, "") else float(row[m]) for m in ALL_METRICS if m in row}})
+        except (ValueError, TypeError) as e:
+            where = f"line {line}" if path.suffix != ".json" else f"row {line - 1}"
+            raise SekdError(f"{path}, {where}: not a number ({e})") from None
+    return rows
+
+
+def compare_with(rows: list[dict], reference: str) -> list[dict]:
+    """File-by-file comparison of every model in ``rows`` with the system ``reference``.
+
+    Per metric and model: the mean of the per-file differences (model − reference, files
+    where either score is NaN left out), on how many files the model is better, and the
+    two-sided Wilcoxon signed-rank p, Holm-adjusted over the models compared on that metric.
+    The unprocessed input is left out unless it is the reference (every model is then
+    compared with the input) or the only other system.
+    """
+    from .report import holm, signed_rank_p
+
+    systems = list(dict.fromkeys(row["system"] for row in rows))
+    if reference not in systems:
+        raise SekdError(f"--against {reference}: no such system; scored: {', '.join(systems)}")
+    scores = {system: {row["id"]: row for row in rows if row["system"] == system} for system in systems}
+    others = [s for s in systems if s not in (reference, NOISY)] or [s for s in systems if s != reference]
+    for system in others:
+        if not scores[system].keys() & scores[reference].keys():
+            raise SekdError(f"{system} and {reference} share no file ids; they were scored on different data")
+    metrics = [m for m in ALL_METRICS if all(m in row for row in rows)]
+    comparisons = []
+    for metric in metrics:
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        found = []
+        for system in others:
+            pairs = [(scores[system][i][metric], ref[metric]) for i, ref in scores[reference].items()
+                     if i in scores[system]]
+            diff = np.array([a - b for a, b in pairs if not (math.isnan(a) or math.isnan(b))])
+            found.append({"system": system, "metric": metric, "files": int(diff.size),
+                          "mean_diff": float(diff.mean()) if diff.size else math.nan,
+                          "better": int((sign * diff > 0).sum()), "p": signed_rank_p(diff)})
+        for entry, adjusted in zip(found, holm([entry["p"] for entry in found])):
+            entry["p_holm"] = adjusted
+        comparisons += found
+    return comparisons
+
+
+def format_comparison(comparisons: list[dict], reference: str) -> str:
+    """Markdown table of :func:`compare_with`: one row per model and metric."""
+    lines = [f"Paired with {reference}, file by file (difference = system − {reference}; Wilcoxon signed-rank, "
+             "Holm-adjusted over the systems of each metric):", "",
+             "| system | metric | mean difference | better on | p | p (Holm) |", "|---|---|---:|---:|---:|---:|"]
+    for c in comparisons:
+        p, p_holm = (("n/a" if math.isnan(v) else f"{v:.2g}") for v in (c["p"], c["p_holm"]))
+        lines.append(f"| {c['system']} | {LABELS[c['metric']]} | {c['mean_diff']:+.4f} | {c['better']}/{c['files']} "
+                     f"| {p} | {p_holm} |")
+    return "\n".join(lines)
+
+
 def format_csv(rows: list[dict]) -> str:
     """Per-file scores as CSV: ``id,system,<metric>,...`` (NaN written as ``nan``)."""
     metrics = [m for m in ALL_METRICS if rows and m in rows[0]]

@@ -172,14 +172,19 @@ def paired_tests(systems: dict[str, list[dict]], reference: str = I2S, metric: s
         a, b = _per_file(ref_runs, seeds, metric), _per_file(other, seeds, metric)
         ids = [i for i in a if i in b and not (math.isnan(a[i]) or math.isnan(b[i]))]
         diff = np.array([a[i] - b[i] for i in ids])
-        p = math.nan
-        if diff.size and np.any(diff != 0):
-            p = float(stats.wilcoxon(diff, alternative="two-sided").pvalue)
+        p = signed_rank_p(diff)
         tests.append({"system": name, "files": len(ids), "mean_diff": float(diff.mean()) if diff.size else math.nan,
                       "wins": int((diff > 0).sum()), "p": p})
     for test, adjusted in zip(tests, holm([t["p"] for t in tests])):
         test["p_holm"] = adjusted
     return tests
+
+
+def signed_rank_p(diff: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences; NaN when there are none or all are zero."""
+    if not diff.size or not np.any(diff != 0):
+        return math.nan
+    return float(stats.wilcoxon(diff, alternative="two-sided").pvalue)
 
 
 def holm(p_values: list[float]) -> list[float]:
