@@ -75,7 +75,7 @@ def test_unknown_reference_and_disjoint_files_are_refused():
 
 @pytest.mark.parametrize("text, problem", [
     ("not,a,header\n1,2,3\n", "not a per-file scores CSV"),
-    ("id,system,pesq_wb\nf0,a,loud\n", "line 2: not a number"),
+    ("id,system,pesq_wb\nf0,a,loud\n", "line 2: not a score row"),
     ("", "not a per-file scores CSV"),
 ])
 def test_bad_csv_is_refused_with_the_file_and_line(tmp_path, text, problem):
@@ -90,6 +90,9 @@ def test_bad_result_json_is_refused(tmp_path):
     path = tmp_path / "result.json"
     path.write_text('{"system": "x"}')
     with pytest.raises(SekdError, match="not a study run's result.json"):
+        read_scores(path)
+    path.write_text('{"system": "x", "seed": 0, "rows": [{"id": "a", "pesq_wb": 1.0}, {"pesq_wb": 2.0}]}')
+    with pytest.raises(SekdError, match="row 2: not a score row"):
         read_scores(path)
 
 

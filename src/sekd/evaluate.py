@@ -220,9 +220,9 @@ def read_scores(path: str | Path, name: str | None = None) -> list[dict]:
     """Per-file scores from a file: the CSV of ``sekd evaluate --csv`` or a study run's ``result.json``.
 
     Returns :func:`score_pairs`-style rows (``id``, ``system`` and a float per metric; an empty
-    cell or ``nan`` is NaN). A result.json's system is ``<system>-seed<seed>`` (``<system>`` when unseeded); ``name``
-    renames it, or prefixes a CSV's systems (``name/system``). Anything unreadable is refused
-    with the file and the problem.
+    cell or ``nan`` is NaN). A result.json's system is ``<system>-seed<seed>`` (``<system>``
+    when unseeded); ``name`` renames it, or prefixes a CSV's systems (``name/system``).
+    Anything unreadable is refused with the file and the problem.
     """
     path = Path(path)
     try:
@@ -247,9 +247,9 @@ def read_scores(path: str | Path, name: str | None = None) -> list[dict]:
         try:
             rows.append({"id": str(row["id"]), "system": str(row["system"]),
                          **{m: math.nan if row[m] in (None, "") else float(row[m]) for m in ALL_METRICS if m in row}})
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, KeyError) as e:
             where = f"line {line}" if path.suffix != ".json" else f"row {line - 1}"
-            raise SekdError(f"{path}, {where}: not a number ({e})") from None
+            raise SekdError(f"{path}, {where}: not a score row ({type(e).__name__}: {e})") from None
     return rows
 
 
