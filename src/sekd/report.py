@@ -359,9 +359,13 @@ def _pyplot():
 def plot_bars(summary: dict[str, dict], path: Path) -> None:
     plt = _pyplot()
     names = list(summary)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 0.35 * len(names) + 1.6), sharey=True)
+    # a metric no system was scored on (DNSMOS when the study skips it) would be an empty panel
+    metrics = [m for m in METRICS if any(not math.isnan(summary[n][m][0]) for n in names)] or list(METRICS)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.35 * len(names) + 1.6), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
     colours = {"input": "0.6", "teacher": "tab:red", "peer": "tab:green", "student": "tab:blue"}
-    for ax, m in zip(axes, METRICS):
+    for ax, m in zip(axes, metrics):
         means = [summary[n][m][0] for n in names]
         halves = [0.0 if math.isnan(summary[n][m][1]) else summary[n][m][1] for n in names]
         ax.barh(range(len(names)), means, xerr=halves, capsize=3,
@@ -406,7 +410,8 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path) ->
     ax.set_ylabel("validation PESQ-WB (mean over seeds)")
     ax.set_title("students")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if len(curves) > (1 if teacher else 0):
+        ax.legend(fontsize=7, ncol=2)
     if teacher:
         axes[0][1].plot(*teacher, marker="o", color="tab:red")
         axes[0][1].set_xlabel("training step")
