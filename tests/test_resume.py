@@ -10,12 +10,14 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from conftest import write_pair_folder
-from sekd.checkpoint import read_checkpoint_file
+from sekd.checkpoint import read_checkpoint_file, save_checkpoint_file
+from sekd.engine.state import training_seconds
 
 RECORDER = """
 import json, os, signal, sys
@@ -91,9 +93,17 @@ def test_killed_run_resumes_the_same_batches_and_weights(uninterrupted, tmp_path
         assert "Traceback" not in killed.stderr and "last.ckpt" in killed.stderr
     assert read_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == resumed_at
     metrics_before = csv_rows(run / "csv" / "metrics.csv")
+    # The training time is carried over: make the first part's count recognisable, then check it grew.
+    last = run / "checkpoints" / "last.ckpt"
+    assert 0 < training_seconds(last) < 600
+    stored = read_checkpoint_file(last)
+    stored["callbacks"]["Timer"]["time_elapsed"]["train"] = 10_000.0
+    save_checkpoint_file(stored, last)
 
+    started = time.monotonic()
     resumed = sekd_train(tmp_path, data, run, record)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 10_000 <= training_seconds(last) < 10_000 + (time.monotonic() - started)
     lines = [json.loads(line)[0] for line in record.read_text().splitlines()]
     assert lines[len(lines) - (10 - resumed_at):] == list(range(resumed_at, 10))  # no replayed batch
     assert trained_batches(record) == expected

@@ -229,6 +229,34 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     return lines
 
 
+def training_time_table(systems: dict[str, list[dict]], results_dir: Path | None) -> list[str]:
+    """Markdown lines: what training cost, per trained system (minutes per run) and in all, tuning included.
+
+    A study run reused from its tuning run (``from_tuning``) is counted once, as the tuning run.
+    """
+    rows = []
+    for name, results in systems.items():
+        own = [r["train_seconds"] for r in results
+               if r.get("kind") in ("teacher", "student") and not r.get("from_tuning") and r.get("train_seconds")]
+        if own:
+            rows.append((name, len(own), float(np.mean(own)), float(np.sum(own))))
+    tuning_dir = None if results_dir is None else Path(results_dir) / "tune"
+    tuned = [json.loads(p.read_text()).get("train_seconds") or 0.0
+             for p in sorted(tuning_dir.glob("*/*/tune.json"))] if tuning_dir and tuning_dir.is_dir() else []
+    if tuned:
+        rows.append(("λ tuning (all methods)", len(tuned), float(np.mean(tuned)), float(np.sum(tuned))))
+    if not rows:
+        return []
+    evaluation = sum(r.get("eval_seconds") or 0.0 for results in systems.values() for r in results)
+    total = sum(row[3] for row in rows)
+    lines = ["### Training time", "", "| trained | runs | minutes per run (mean) | hours in all |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {runs} | {mean / 60:.1f} | {whole / 3600:.2f} |" for name, runs, mean, whole in rows]
+    lines += ["", f"In all {total / 3600:.1f} h of training and {evaluation / 3600:.1f} h of evaluation, each run's "
+                  "wall time (over all its resumed parts) added up; runs that shared the machine (the study's "
+                  "`jobs`) overlap, so the study's own wall time is shorter."]
+    return lines
+
+
 SNR_BANDS = ((-math.inf, 5.0, "SNR < 5 dB"), (5.0, 12.5, "SNR 5–12.5 dB"), (12.5, math.inf, "SNR ≥ 12.5 dB"))
 
 
@@ -324,9 +352,9 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     by_condition = condition_table(systems, results_dir)
     if by_condition:
         lines += ["", *by_condition]
-    tuning = tuning_table(results_dir)
-    if tuning:
-        lines += ["", *tuning]
+    for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
+        if section:
+            lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 

@@ -387,7 +387,7 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     resumed = (run.out_dir / "checkpoints" / "last.ckpt").is_file()
     start = time.perf_counter()
     best = train_run(cfg, run) if cfg is not None else teacher_checkpoint(study)
-    train_seconds = time.perf_counter() - start
+    train_seconds = run_training_seconds(run, start)
     model = load_enhancer(best, device=str(resolve_device(study.evaluation.device)))
     rows, summary, eval_seconds = _score(study, pairs, run.system, model)
     result = {"system": run.system, "kind": "teacher" if run.system == "teacher" else "student",
@@ -404,6 +404,14 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     log.info("finished %s seed %d: PESQ-WB %.3f (train %.0f s, evaluation %.0f s)", run.system, run.seed,
              summary.get("pesq_wb", float("nan")), train_seconds, eval_seconds)
     return result
+
+
+def run_training_seconds(run: Run, start: float) -> float:
+    """The run's training time over all its resumed parts (kept in its checkpoint); the wall time
+    since ``start`` for a checkpoint saved before sekd kept that, or for a teacher given as a file."""
+    from .engine.state import training_seconds
+    seconds = training_seconds(run.out_dir / "checkpoints" / "last.ckpt")
+    return time.perf_counter() - start if seconds is None else seconds
 
 
 def train_run(cfg: Config, run: Run) -> Path:
@@ -497,7 +505,7 @@ def tune_run(study: StudyConfig, run: Run) -> dict:
         raise SekdError(f"{run.out_dir}: the tuning run logged no validation PESQ-WB")
     result = {"method": run.method, "weight": run.weight, "seed": run.seed, "options": run.options,
               "best_val_pesq_wb": max(v for _, v in curve), "curve": curve,
-              "train_seconds": time.perf_counter() - start, "settings": settings}
+              "train_seconds": run_training_seconds(run, start), "settings": settings}
     _write_result(path, result)
     return result
 

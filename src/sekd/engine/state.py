@@ -4,6 +4,7 @@
   (temporary file beside the target, fsync, rename) and reads it with ``weights_only=True``.
 - :func:`choose_resume_checkpoint`: ``last.ckpt`` when it loads, else the newest checkpoint of
   the run that does, with a warning.
+- :func:`training_seconds`: the time a run has spent training, over all its resumed parts.
 - :class:`SaveOnSignal`: SIGTERM and SIGINT stop training after the current step (and the
   validation that follows it, if any), save ``last.ckpt`` and end the command with 128 + the
   signal's number (143, 130).
@@ -61,6 +62,16 @@ def checkpoint_step(path: Path) -> int | None:
         return None
     step = ckpt.get("global_step") if isinstance(ckpt, dict) else None
     return step if isinstance(step, int) and "loops" in ckpt else None
+
+
+def training_seconds(path: Path) -> float | None:
+    """Wall seconds a run spent fitting, summed over its resumed parts (the state Lightning's ``Timer``
+    keeps in each checkpoint), or None when the checkpoint has none (saved before sekd kept it)."""
+    try:
+        seconds = read_checkpoint_file(path).get("callbacks", {}).get("Timer", {}).get("time_elapsed", {}).get("train")
+    except (SekdError, AttributeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def choose_resume_checkpoint(ckpt_dir: Path) -> Path | None:
