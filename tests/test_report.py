@@ -120,6 +120,23 @@ def test_report_prints_the_tuned_lambdas(results, tmp_path):
     assert "| pkt | **0.1** | **2.250** | 2.200 | 1.900 |" in text
 
 
+def test_training_time_counts_a_run_reused_from_tuning_once(tmp_path):
+    from sekd.report import training_time_table
+    systems = {"noisy": [{"kind": "input", "eval_seconds": 60}],
+               "teacher": [{"kind": "teacher", "train_seconds": 7200, "eval_seconds": 60}],
+               "pkt": [{"kind": "student", "train_seconds": 1200, "from_tuning": True, "eval_seconds": 60},
+                       {"kind": "student", "train_seconds": 600, "eval_seconds": 60},
+                       {"kind": "student", "train_seconds": 1800, "eval_seconds": 60}]}
+    for weight, seconds in (("0.1", 1200), ("1", 2400)):
+        (tmp_path / "tune" / "pkt" / f"lambda{weight}").mkdir(parents=True)
+        (tmp_path / "tune" / "pkt" / f"lambda{weight}" / "tune.json").write_text(json.dumps({"train_seconds": seconds}))
+    lines = training_time_table(systems, tmp_path)
+    assert "| teacher | 1 | 120.0 | 2.00 |" in lines and "| pkt | 2 | 20.0 | 0.67 |" in lines
+    assert "| λ tuning (all methods) | 2 | 30.0 | 1.00 |" in lines
+    assert any(line.startswith("In all 3.7 h of training and 0.1 h of evaluation") for line in lines)
+    assert training_time_table({"noisy": systems["noisy"]}, None) == []
+
+
 def test_curves_are_averaged_over_seeds_at_common_steps():
     from sekd.report import mean_curves
     systems = {"none": [{"curve": [[10, 1.0], [20, 2.0]]}, {"curve": [[10, 2.0], [20, 3.0], [30, 9.0]]}],
