@@ -101,7 +101,8 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
             max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
             gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
             strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
-            callbacks=[best, on_signal, Timer(verbose=False)],  # Timer: training_seconds default_root_dir=out, num_sanity_val_steps=0,
+            callbacks=[best, on_signal, Timer(verbose=False)],  # Timer: engine.state.training_seconds
+            default_root_dir=out, num_sanity_val_steps=0,
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
             logger=[TensorBoardLogger(out, name="tensorboard", version=""),
