@@ -100,6 +100,18 @@ def test_no_results(tmp_path):
         load_results(tmp_path)
 
 
+@pytest.mark.parametrize("damaged, content", [("teacher/seed0/result.json", '{"system": "tea'),
+                                               ("teacher/seed0/result.json", '{"kind": "teacher"}'),
+                                               ("tune/pkt/lambda1/tune.json", "[1, 2]"),
+                                               ("tune/choice.json", '{"metric": "x"}')])
+def test_a_damaged_study_file_is_refused_by_name(results, tmp_path, capsys, damaged, content):
+    (results / damaged).parent.mkdir(parents=True, exist_ok=True)
+    (results / damaged).write_text(content)
+    assert main(["report", str(results), "-o", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert f"{results / damaged}: not a sekd study result" in err and "Traceback" not in err
+
+
 def test_holm_adjusts_by_rank_and_stays_monotone():
     from sekd.report import holm
     adjusted = holm([0.01, 0.04, math.nan, 0.03, 0.5])

@@ -55,16 +55,27 @@ def load_results(results_dir: str | Path) -> dict[str, list[dict]]:
         raise SekdError(f"{results_dir}: no such folder")
     systems: dict[str, list[dict]] = {}
     for path in sorted(results_dir.rglob("result.json")):
-        try:
-            result = json.loads(path.read_text())
-            systems.setdefault(result["system"], []).append(result)
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise SekdError(f"{path}: not a sekd study result ({exc})") from None
+        result = read_study_json(path)
+        if "system" not in result:
+            raise SekdError(f"{path}: not a sekd study result ('system' missing)")
+        systems.setdefault(result["system"], []).append(result)
     if not systems:
         raise SekdError(f"{results_dir}: no result.json files (run 'sekd study' first)")
     order = _study_order(results_dir)
     return dict(sorted(systems.items(), key=lambda item: (KIND_ORDER.get(item[1][0].get("kind"), 9),
                                                            item[0] != NO_KD, order.get(item[0], 999), item[0])))
+
+
+def read_study_json(path: Path) -> dict:
+    """One of a study's JSON files (``result.json``, ``tune.json``, ``choice.json``); a damaged one is
+    refused naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SekdError(f"{path}: not a sekd study result ({exc})") from None
+    if not isinstance(data, dict):
+        raise SekdError(f"{path}: not a sekd study result (not a JSON object)")
+    return data
 
 
 def _study_order(results_dir: Path) -> dict[str, int]:
@@ -211,7 +222,9 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     path = None if results_dir is None else Path(results_dir) / "tune" / "choice.json"
     if path is None or not path.is_file():
         return []
-    methods = json.loads(path.read_text())["methods"]
+    methods = read_study_json(path).get("methods")
+    if not isinstance(methods, dict):
+        raise SekdError(f"{path}: not a sekd study result ('methods' missing)")
     grid = sorted({float(w) for entry in methods.values() for w in entry["grid"]})
     lines = ["### λ per method, chosen on the valid split", "",
              "| method | chosen λ | " + " | ".join(f"λ = {w:g}" for w in grid) + " |",
@@ -240,9 +253,8 @@ def training_time_table(systems: dict[str, list[dict]], results_dir: Path | None
                if r.get("kind") in ("teacher", "student") and not r.get("from_tuning") and r.get("train_seconds")]
         if own:
             rows.append((name, len(own), float(np.mean(own)), float(np.sum(own))))
-    tuning_dir = None if results_dir is None else Path(results_dir) / "tune"
-    tuned = [json.loads(p.read_text()).get("train_seconds") or 0.0
-             for p in sorted(tuning_dir.glob("*/*/tune.json"))] if tuning_dir and tuning_dir.is_dir() else []
+    tuning_runs = sorted(Path(results_dir).glob("tune/*/*/tune.json")) if results_dir is not None else []
+    tuned = [read_study_json(path).get("train_seconds") or 0.0 for path in tuning_runs]
     if tuned:
         rows.append(("λ tuning (all methods)", len(tuned), float(np.mean(tuned)), float(np.sum(tuned))))
     if not rows:
