@@ -124,3 +124,15 @@ def validations(run) -> list[tuple[str, str]]:
 def csv_rows(path) -> list[dict]:
     with open(path, newline="") as fh:
         return [{k: v for k, v in row.items() if v} for row in csv.DictReader(fh)]
+
+
+def test_a_run_started_over_replaces_the_metrics_of_the_lost_one(uninterrupted, tmp_path):
+    import shutil
+    data, straight, _ = uninterrupted
+    run = tmp_path / "run"
+    killed = sekd_train(tmp_path, data, run, tmp_path / "first.jsonl", "SIGTERM", "train:7")
+    assert killed.returncode == 128 + signal.SIGTERM and len(validations(run)) == 1
+    shutil.rmtree(run / "checkpoints")  # lost (a fresh clone of committed results): the run starts over
+    again = sekd_train(tmp_path, data, run, tmp_path / "again.jsonl")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert validations(run) == validations(straight)  # not the lost run's step 5 as well

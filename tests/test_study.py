@@ -108,6 +108,21 @@ def test_tuning_chooses_by_validation_and_the_seed_run_reuses_it(finished_study)
     assert seed0["curve"] and all(len(point) == 2 for point in seed0["curve"])
 
 
+def test_a_tuning_run_without_its_checkpoints_is_not_reused(tmp_path):
+    from sekd.study import TUNE_DIR, TUNE_RESULT, adopt_tuning_run
+    study = load_study(write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out"), ["seeds=[0]"])
+    run = next(r for r in plan_runs(study, {"i2s_tfckd": 2.0}) if r.system == "i2s_tfckd")
+    source = tmp_path / "out" / TUNE_DIR / "i2s_tfckd" / "lambda2"
+    (source / "csv").mkdir(parents=True)
+    (source / TUNE_RESULT).write_text("{}")
+    # Results from a clone, whose checkpoints are not committed: seed 0 is trained, not reused.
+    assert not adopt_tuning_run(study, run) and not run.out_dir.exists()
+    (source / "checkpoints").mkdir()
+    (source / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    assert adopt_tuning_run(study, run)
+    assert (run.out_dir / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
+
+
 def test_tune_stage_never_reads_the_test_split_and_reuses_a_finished_tuning(small_corpus, tmp_path, monkeypatch):
     import csv
     import shutil

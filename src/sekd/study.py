@@ -549,13 +549,13 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
     """
     source = Path(study.out_dir) / TUNE_DIR / str(run.method) / f"lambda{run.weight:g}"
     plain = run.system == run.method and run.options == (study.options.get(run.method) or {})
+    # Without its checkpoints (results copied to another machine: they are not committed) it is trained again.
     if not (plain and run.seed == tune_seed(study) and (source / TUNE_RESULT).is_file()
-            and not (run.out_dir / "checkpoints").exists()):
+            and (source / "checkpoints" / "best.ckpt").is_file() and not (run.out_dir / "checkpoints").exists()):
         return False
     import shutil
     for folder in ("checkpoints", "csv"):
-        if (source / folder).is_dir():
-            shutil.copytree(source / folder, run.out_dir / folder)
+        shutil.copytree(source / folder, run.out_dir / folder, dirs_exist_ok=True)
     log.info("%s seed %d: trained in tuning (%s), reused", run.system, run.seed, source)
     return True
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 
@@ -106,7 +106,8 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
             logger=[TensorBoardLogger(out, name="tensorboard", version=""),
-                    AppendingCSVLogger(out, name="csv", version="")],
+                    # A fresh start replaces the metrics of a run whose checkpoints are gone (Lightning's way).
+                    (AppendingCSVLogger if resume else CSVLogger)(out, name="csv", version="")],
         )
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         raise SekdError(f"train.accelerator={t.accelerator}, train.devices={t.devices}, train.strategy={t.strategy}, "
