@@ -118,9 +118,10 @@ def test_a_tuning_run_without_its_checkpoints_is_not_reused(tmp_path):
     # Results from a clone, whose checkpoints are not committed: seed 0 is trained, not reused.
     assert not adopt_tuning_run(study, run) and not run.out_dir.exists()
     (source / "checkpoints").mkdir()
-    (source / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    for name in ("best.ckpt", "last.ckpt"):
+        (source / "checkpoints" / name).write_bytes(name.encode())
     assert adopt_tuning_run(study, run)
-    assert (run.out_dir / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
+    assert (run.out_dir / "checkpoints" / "last.ckpt").read_bytes() == b"last.ckpt"
 
 
 def test_tune_stage_never_reads_the_test_split_and_reuses_a_finished_tuning(small_corpus, tmp_path, monkeypatch):

@@ -549,9 +549,10 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
     """
     source = Path(study.out_dir) / TUNE_DIR / str(run.method) / f"lambda{run.weight:g}"
     plain = run.system == run.method and run.options == (study.options.get(run.method) or {})
-    # Without its checkpoints (results copied to another machine: they are not committed) it is trained again.
+    # Its last.ckpt makes the copy a finished run; without it (results copied to another machine: checkpoints
+    # are not committed) seed 0 is trained again.
     if not (plain and run.seed == tune_seed(study) and (source / TUNE_RESULT).is_file()
-            and (source / "checkpoints" / "best.ckpt").is_file() and not (run.out_dir / "checkpoints").exists()):
+            and (source / "checkpoints" / "last.ckpt").is_file() and not (run.out_dir / "checkpoints").exists()):
         return False
     import shutil
     for folder in ("checkpoints", "csv"):
