@@ -20,7 +20,8 @@ def _formatter(prog):
 
 
 def _add(sub, name: str, help: str, examples: str):
-    return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
+    # help is %-formatted in 'sekd -h', the description is printed as it is
+    return sub.add_parser(name, help=help, description=help.replace("%%", "%"), epilog="examples:\n" + examples,
                           formatter_class=_formatter)
 
 
@@ -295,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a process the study started itself
     s.set_defaults(func=cmd_study)
 
-    r = _add(sub, "report", "markdown table (means and 95 %% CIs over seeds, gap closed, significance) and PNGs "
-                            "from a study's results",
+    r = _add(sub, "report", "report.md, report.html and pictures from a study's results: means and 95 %% CIs "
+                            "over seeds, gap closed, significance",
              "  sekd report results/study-cpu\n  sekd report results/study-cpu -o docs/study")
     r.add_argument("results", help="the study's out_dir (holds result.json files)")
     r.add_argument("-o", "--output", help="output folder (default: RESULTS/report)")
