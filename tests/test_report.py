@@ -7,7 +7,7 @@ import pytest
 
 from sekd.cli import main
 from sekd.errors import SekdError
-from sekd.report import format_report, gap_closed, gap_closed_ci, load_results, mean_ci, paired_tests
+from sekd.report import format_report, gap_closed_ci, load_results, mean_ci, paired_tests
 
 FILES = ["a", "b", "c", "d", "e", "f"]
 
@@ -48,20 +48,17 @@ def test_mean_ci_by_hand():
     assert math.isnan(mean_ci([1.0])[1]) and math.isnan(mean_ci([])[0])
 
 
-def test_gap_closed():
-    assert gap_closed(2.6, 2.2, 3.0) == pytest.approx(0.5)
-    assert math.isnan(gap_closed(2.6, 2.2, 2.0))  # the teacher is not better: no gap to close
-
-
-def test_gap_closed_interval_is_welchs_over_the_teacher_gap():
+def test_gap_closed_is_paired_by_seed_over_the_teacher_gap():
     from scipy import stats
-    student, none = [2.5, 2.6, 2.7], [2.1, 2.2, 2.3, 2.2, 2.2]
+    student, none = {0: 2.5, 1: 2.7, 2: 2.6}, {0: 2.1, 1: 2.2, 2: 2.3, 3: 2.9, 4: 2.9}
     centre, half = gap_closed_ci(student, none, 3.0)
-    assert centre == pytest.approx((2.6 - 2.2) / 0.8)
-    welch = stats.ttest_ind(student, none, equal_var=False).confidence_interval(0.95)
-    assert half == pytest.approx((welch.high - welch.low) / 2 / 0.8)
-    assert math.isnan(gap_closed_ci([2.6], none, 3.0)[1])  # one seed: no interval
-    assert math.isnan(gap_closed_ci(student, none, 2.0)[0])  # no gap to close
+    # seeds 3 and 4 (none only) take no part: differences 0.4, 0.5, 0.3 over a gap of 3.0 − 2.2
+    assert centre == pytest.approx(0.4 / 0.8)
+    paired = stats.ttest_1samp([0.4, 0.5, 0.3], 0.0).confidence_interval(0.95)
+    assert half == pytest.approx((paired.high - paired.low) / 2 / 0.8)
+    assert math.isnan(gap_closed_ci({0: 2.6}, none, 3.0)[1])  # one shared seed: no interval
+    assert math.isnan(gap_closed_ci(student, none, 2.0)[0])  # the teacher is not better: no gap to close
+    assert math.isnan(gap_closed_ci({7: 2.6}, none, 3.0)[0])  # no shared seed
 
 
 def test_table_rows_numbers_and_significance(results):
@@ -70,7 +67,7 @@ def test_table_rows_numbers_and_significance(results):
     text = format_report(systems)
     row = next(line for line in text.splitlines() if line.startswith("| i2s_tfckd |"))
     assert "| 3 | 2.600 ± 0.497 |" in row            # mean and CI half-width over the three seeds
-    assert row.rstrip().endswith("| 1,000 | 2.500 G | 0.500 ± 0.567 |")  # (2.6 − 2.2) / (3.0 − 2.2), Welch over seeds
+    assert row.rstrip().endswith("| 1,000 | 2.500 G | 0.500 ± 0.000 |")  # (2.6 − 2.2) / (3.0 − 2.2), 0.4 at every seed
     assert "| teacher | 1 | 3.000 |" in text and "| rnnoise | 1 | 1.700 |" in text
     assert "n/a" in row  # DNSMOS missing everywhere
     tests = {t["system"]: t for t in paired_tests(systems)}
@@ -85,6 +82,20 @@ def test_i2s_not_first_is_said_plainly(results):
         write_result(results, "pkt", "student", seed, 3.5)
     text = format_report(load_results(results))
     assert "I²S-TFCKD does not come first: it is number 2 of 3" in text and "pkt leads with 3.500, 0.900 more" in text
+
+
+def test_students_are_ranked_over_the_seeds_they_share(results):
+    # two more seeds, both lucky, for I²S-TFCKD only: they must not lift it above pkt
+    write_result(results, "pkt", "student", 0, 2.6)
+    write_result(results, "pkt", "student", 1, 2.8)
+    write_result(results, "pkt", "student", 2, 3.0)
+    for seed in (3, 4):
+        write_result(results, "i2s_tfckd", "student", seed, 3.4)
+        write_result(results, "none", "student", seed, 2.9)
+    text = format_report(load_results(results))
+    assert ("I²S-TFCKD does not come first: it is number 2 of 3 students by mean PESQ-WB over seeds 0, 1, 2, "
+            "which every student has (2.600); pkt leads with 2.800, 0.200 more.") in text
+    assert "| i2s_tfckd | 5 | 2.920 ± " in text  # the table itself keeps every seed
 
 
 def test_cli_writes_report_and_pictures(results, tmp_path):

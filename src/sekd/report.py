@@ -8,11 +8,13 @@ output folder:
   freedom; "±" is the half-width; systems run once get no interval), parameters and MACs
   per second, and for each distilled student the share of the teacher–student gap it
   closes on PESQ-WB, (KD − noKD) / (teacher − noKD), with the no-KD student of the same
-  study, and its interval (:func:`gap_closed_ci`); a second table gives that share for every metric; then the paired per-file test
-  of I²S-TFCKD against every other student (Wilcoxon signed-rank, two-sided, on per-file
-  PESQ-WB averaged over the seeds both systems have; p-values also Holm-adjusted over all
-  those comparisons), which student comes first, and the λ each method got in the study's
-  tuning stage with the validation score of every λ of the grid (``tune/choice.json``); and, for
+  study, over the seeds both have, and its interval (:func:`gap_closed_ci`); a second table
+  gives that share for every metric; then the paired per-file test of I²S-TFCKD against
+  every other student (Wilcoxon signed-rank, two-sided, on per-file PESQ-WB averaged over
+  the seeds both systems have; p-values also Holm-adjusted over all those comparisons),
+  which student comes first (over the seeds every student has), and the λ each method got
+  in the study's tuning stage with the validation score of every λ of the grid
+  (``tune/choice.json``); and, for
   the built-in corpus, mean PESQ-WB per condition (SNR band, room, speech source, noise type) of
   the input, the teacher and the no-KD and I²S-TFCKD students (:func:`condition_table`).
 - ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
@@ -115,32 +117,28 @@ def summarise_systems(systems: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
-def gap_closed(student: float, no_kd: float, teacher: float) -> float:
-    """(student_KD − student_noKD) / (teacher − student_noKD); NaN when the teacher is not better than no-KD."""
-    gap = teacher - no_kd
-    return (student - no_kd) / gap if gap > 0 else math.nan
-
-
-def gap_closed_ci(student: list[float], no_kd: list[float], teacher: float, level: float = 0.95
+def gap_closed_ci(student: dict[int, float], no_kd: dict[int, float], teacher: float, level: float = 0.95
                   ) -> tuple[float, float]:
-    """Gap closed and the half-width of its interval: Welch's ``level`` interval of the KD − noKD
-    difference of seed means, divided by teacher − mean noKD (the teacher is one run, a constant
-    here). NaN width with fewer than two seeds on either side; NaN gap as :func:`gap_closed`."""
-    s, n = (np.asarray([x for x in v if x is not None and not math.isnan(x)], dtype=np.float64)
-            for v in (student, no_kd))
-    if not s.size or not n.size:
+    """Gap closed over the seeds both students have, and the half-width of its ``level`` interval.
+
+    A seed fixes the initial weights, the data order and the crops for every method, and the
+    seed alone moves every student by as much as the methods differ, so KD − noKD is paired
+    by seed: Student's t over the per-seed differences, divided by teacher − mean noKD over
+    those seeds (the teacher is one run, a constant here). Seeds only one side has are left
+    out: a mean over other seeds would mix the seeds' effect into the methods'. NaN width with
+    fewer than two shared seeds; NaN when the teacher is not better than no-KD."""
+    seeds = [s for s in student if s in no_kd and not (math.isnan(student[s]) or math.isnan(no_kd[s]))]
+    if not seeds:
         return math.nan, math.nan
-    gap = teacher - n.mean()
+    gap = teacher - float(np.mean([no_kd[s] for s in seeds]))
     if gap <= 0:
         return math.nan, math.nan
-    centre = (s.mean() - n.mean()) / gap
-    if s.size < 2 or n.size < 2:
-        return centre, math.nan
-    vs, vn = s.var(ddof=1) / s.size, n.var(ddof=1) / n.size
-    if vs + vn == 0:
-        return centre, 0.0
-    dof = (vs + vn) ** 2 / (vs ** 2 / (s.size - 1) + vn ** 2 / (n.size - 1))
-    return centre, float(stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(vs + vn) / gap)
+    mean, half = mean_ci([student[s] - no_kd[s] for s in seeds], level)
+    return mean / gap, half / gap
+
+
+def _by_seed(results: list[dict], metric: str) -> dict[int, float]:
+    return dict(zip((r["seed"] for r in results), _metric_values(results, metric)))
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -336,19 +334,22 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     for name, e in summary.items():
         gap = ""
         if e["kind"] == "student" and name != NO_KD and teacher and no_kd:
-            gap = _fmt_ci("", gap_closed_ci(_metric_values(systems[name], "pesq_wb"),
-                                            _metric_values(systems[NO_KD], "pesq_wb"), teacher["pesq_wb"][0]))
+            gap = _fmt_ci("", gap_closed_ci(_by_seed(systems[name], "pesq_wb"), _by_seed(systems[NO_KD], "pesq_wb"),
+                                            teacher["pesq_wb"][0]))
         lines.append(f"| {name} | {e['seeds']} | " + " | ".join(_fmt_ci(m, e[m]) for m in METRICS)
                      + f" | {_count(e['params'])} | {_count(e['macs_per_second'], 1e9, ' G')} | {gap} |")
     lines += ["", "Mean over seeds ± half-width of the 95 % confidence interval (t-distribution); the input, "
                   "the peers and the teacher are evaluated once. Gap closed: (KD − noKD) / (teacher − noKD) "
-                  "with the no-KD student `none`, ± Welch's 95 % interval of KD − noKD over seeds divided by "
-                  "teacher − noKD; n/a where the teacher is not better than the no-KD student."]
+                  "with the no-KD student `none`, over the seeds both have (a seed fixes the initial weights and the "
+                  "data order for every method), ± the 95 % interval of the per-seed KD − noKD differences "
+                  "(t-distribution) divided by teacher − noKD; n/a where the teacher is not better than the no-KD "
+                  "student."]
     if teacher and no_kd:
         students = [n for n, e in summary.items() if e["kind"] == "student" and n != NO_KD]
         lines += ["", "### Share of the teacher–student gap closed, per metric", "",
                   "| system | " + " | ".join(LABELS[m] for m in METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
-        lines += [f"| {n} | " + " | ".join(_fmt("", gap_closed(summary[n][m][0], no_kd[m][0], teacher[m][0]))
+        lines += [f"| {n} | " + " | ".join(_fmt("", gap_closed_ci(_by_seed(systems[n], m), _by_seed(systems[NO_KD], m),
+                                                                  teacher[m][0])[0])
                                            for m in METRICS) + " |" for n in students]
         lines += ["", "teacher − noKD: " + ", ".join(f"{LABELS[m]} {_fmt(m, teacher[m][0] - no_kd[m][0])}"
                                                      for m in METRICS)]
@@ -360,7 +361,7 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
         lines += [f"| {t['system']} | {t['files']} | {t['mean_diff']:+.3f} | {t['wins']} | "
                   f"{_fmt_p(t['p'])} | {_fmt_p(t['p_holm'])} |" for t in tests]
         lines += ["", f"Holm's correction is over the {len(tests)} comparisons of this table."]
-    lines += ["", _ranking(summary)]
+    lines += ["", _ranking(systems)]
     by_condition = condition_table(systems, results_dir)
     if by_condition:
         lines += ["", *by_condition]
@@ -370,20 +371,31 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     return "\n".join(lines) + "\n"
 
 
-def _ranking(summary: dict[str, dict]) -> str:
-    students = sorted(((e["pesq_wb"][0], n) for n, e in summary.items()
-                       if e["kind"] == "student" and not math.isnan(e["pesq_wb"][0])), reverse=True)
+def _ranking(systems: dict[str, list[dict]]) -> str:
+    """Where I²S-TFCKD comes by mean PESQ-WB over the seeds every student has (the seed moves all
+    students together, so means over different seed sets would not compare the methods)."""
+    students = {n: _by_seed(results, "pesq_wb") for n, results in systems.items()
+                if results[0].get("kind") == "student"}
     if not students:
         return "No student results yet."
-    best_value, best = students[0]
-    if I2S not in summary:
-        return f"First student by mean PESQ-WB: {best} ({best_value:.3f})."
-    i2s = summary[I2S]["pesq_wb"][0]
+    common = sorted(set.intersection(*(set(by_seed) for by_seed in students.values())))
+    if not common:
+        return "The students share no seed, so they are not ranked."
+    means = sorted(((float(np.mean([by_seed[s] for s in common])), n) for n, by_seed in students.items()), reverse=True)
+    means = [(v, n) for v, n in means if not math.isnan(v)]
+    if not means:
+        return "No student results yet."
+    over = "" if all(len(by_seed) == len(common) for by_seed in students.values()) else \
+        f" over seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}, which every student has"
+    best_value, best = means[0]
+    if I2S not in students:
+        return f"First student by mean PESQ-WB{over}: {best} ({best_value:.3f})."
+    i2s = dict((n, v) for v, n in means)[I2S]
     if best == I2S:
-        runner = f", ahead of {students[1][1]} by {i2s - students[1][0]:.3f}" if len(students) > 1 else ""
-        return f"I²S-TFCKD comes first by mean PESQ-WB ({i2s:.3f}){runner}."
-    rank = [n for _, n in students].index(I2S) + 1
-    return (f"I²S-TFCKD does not come first: it is number {rank} of {len(students)} students by mean PESQ-WB "
+        runner = f", ahead of {means[1][1]} by {i2s - means[1][0]:.3f}" if len(means) > 1 else ""
+        return f"I²S-TFCKD comes first by mean PESQ-WB{over} ({i2s:.3f}){runner}."
+    rank = [n for _, n in means].index(I2S) + 1
+    return (f"I²S-TFCKD does not come first: it is number {rank} of {len(means)} students by mean PESQ-WB{over} "
             f"({i2s:.3f}); {best} leads with {best_value:.3f}, {best_value - i2s:.3f} more.")
 
 
