@@ -114,13 +114,14 @@ def test_no_results(tmp_path):
 @pytest.mark.parametrize("damaged, content", [("teacher/seed0/result.json", '{"system": "tea'),
                                                ("teacher/seed0/result.json", '{"kind": "teacher"}'),
                                                ("tune/pkt/lambda1/tune.json", "[1, 2]"),
-                                               ("tune/choice.json", '{"metric": "x"}')])
+                                               ("tune/choice.json", '{"metric": "x"}'),
+                                               ("study.yaml", "jobs: [2"), ("study.yaml", "- 2")])
 def test_a_damaged_study_file_is_refused_by_name(results, tmp_path, capsys, damaged, content):
     (results / damaged).parent.mkdir(parents=True, exist_ok=True)
     (results / damaged).write_text(content)
     assert main(["report", str(results), "-o", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err
-    assert f"{results / damaged}: not a sekd study result" in err and "Traceback" not in err
+    assert f"{results / damaged}: not a sekd study" in err and "Traceback" not in err
 
 
 def test_holm_adjusts_by_rank_and_stays_monotone():
@@ -157,6 +158,10 @@ def test_training_time_counts_a_run_reused_from_tuning_once(tmp_path):
     assert "| teacher | 1 | 120.0 | 2.00 |" in lines and "| pkt | 2 | 20.0 | 0.67 |" in lines
     assert "| λ tuning (all methods) | 2 | 30.0 | 1.00 |" in lines
     assert any(line.startswith("In all 3.7 h of training and 0.1 h of evaluation") for line in lines)
+    assert not any("machine's time" in line for line in lines)  # no study.yaml: one run at a time
+    (tmp_path / "study.yaml").write_text("jobs: 2\n")
+    # teacher 7200 s alone; students 2400 s + tuning 3600 s + evaluation 240 s, two at once: 10,320 s
+    assert "the machine's time is about 2.9 h" in training_time_table(systems, tmp_path)[-1]
     assert training_time_table({"noisy": systems["noisy"]}, None) == []
 
 

@@ -80,12 +80,23 @@ def read_study_json(path: Path) -> dict:
     return data
 
 
+def _study_config(results_dir: Path | None) -> dict:
+    """The study's own config (``study.yaml``, written by :mod:`sekd.study`); ``{}`` without it."""
+    path = None if results_dir is None else Path(results_dir) / "study.yaml"
+    if path is None or not path.is_file():
+        return {}
+    try:
+        study = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SekdError(f"{path}: not a sekd study config ({exc})") from None
+    if not isinstance(study, dict):
+        raise SekdError(f"{path}: not a sekd study config (not a mapping)")
+    return study
+
+
 def _study_order(results_dir: Path) -> dict[str, int]:
     """Methods, then ablations, in the order the study config lists them (when its study.yaml is there)."""
-    path = results_dir / "study.yaml"
-    if not path.is_file():
-        return {}
-    study = yaml.safe_load(path.read_text()) or {}
+    study = _study_config(results_dir)
     names = [*(study.get("methods") or []), *(study.get("ablations") or {})]
     return {name: i for i, name in enumerate(names)}
 
@@ -259,11 +270,18 @@ def training_time_table(systems: dict[str, list[dict]], results_dir: Path | None
         return []
     evaluation = sum(r.get("eval_seconds") or 0.0 for results in systems.values() for r in results)
     total = sum(row[3] for row in rows)
+    teacher = sum(row[3] for row in rows if row[0] == "teacher")
+    jobs = int(_study_config(results_dir).get("jobs") or 1)
     lines = ["### Training time", "", "| trained | runs | minutes per run (mean) | hours in all |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {runs} | {mean / 60:.1f} | {whole / 3600:.2f} |" for name, runs, mean, whole in rows]
     lines += ["", f"In all {total / 3600:.1f} h of training and {evaluation / 3600:.1f} h of evaluation, each run's "
                   "wall time (over all its resumed parts) added up; runs that shared the machine (the study's "
                   "`jobs`) overlap, so the study's own wall time is shorter."]
+    if jobs > 1:
+        # the teacher trains alone; students and tuning runs share the machine `jobs` at a time
+        machine = teacher + (total - teacher + evaluation) / jobs
+        lines[-1] += (f" With {jobs} runs at once and the teacher alone, the machine's time is about "
+                      f"{machine / 3600:.1f} h (teacher + the rest / {jobs}).")
     return lines
 
 
@@ -275,10 +293,10 @@ def _conditions(results_dir: Path | None) -> dict[str, list[str]]:
     reverberant, speech source, noise type); ``{}`` when the study's data has no such manifest
     (a paired folder, another corpus)."""
     import csv
-    study_file = None if results_dir is None else Path(results_dir) / "study.yaml"
-    if study_file is None or not study_file.is_file():
+    study = _study_config(results_dir)
+    if not study.get("data"):
         return {}
-    data = Path(yaml.safe_load(study_file.read_text())["data"])
+    data = Path(study["data"])
     manifest = data / "manifest.csv" if data.is_dir() else data
     if manifest.suffix != ".csv" or not manifest.is_file():
         return {}
@@ -524,10 +542,9 @@ def example_signals(systems: dict[str, list[dict]], results_dir: Path, count: in
     from .checkpoint import load_enhancer
     from .data.datasets import list_pairs, load_pair
     from .enhance import enhance_array
-    study_file = results_dir / "study.yaml"
-    if not study_file.is_file():
-        return [], f"{study_file} not found"
-    study = yaml.safe_load(study_file.read_text())
+    study = _study_config(results_dir)
+    if not study:
+        return [], f"{results_dir / 'study.yaml'} not found"
     ckpts = {}
     for name, _ in EXAMPLE_SYSTEMS:
         if name in systems:
