@@ -188,3 +188,15 @@ def test_pesq_by_condition_from_the_corpus_manifest(results, tmp_path):
     assert "| dry | 3 | 1.520 | 3.020 | 2.220 | 2.620 | +0.800 |" in text          # files a, c, e
     assert "| speech: studio | 3 | 1.540 |" in text and "| noise: pink | 6 |" in text
     assert "by condition" not in format_report(load_results(results))  # no study folder: no table
+
+
+def test_the_inter_set_term_is_followed_from_the_training_logs(results):
+    # seed 0 of I²S-TFCKD logged its terms: inter rises from 0.05 to 0.30 of an L_KD of 0.5 at the end
+    lines = ["step,train/kd,train/kd/inter,train/diag/drift/target"]
+    lines += [f"{step},0.5,{0.05 if step < 50 else 0.30},{step / 1000}" for step in range(0, 101, 10)]
+    (results / "i2s_tfckd" / "seed0" / "csv").mkdir()
+    (results / "i2s_tfckd" / "seed0" / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    text = format_report(load_results(results))
+    # first tenth: steps 0 and 10; last tenth: steps 90 and 100 (drift 0.09 and 0.10)
+    assert "| i2s_tfckd | 1 | 0.050 | 0.300 | 60% | 0.095 |" in text
+    assert "| pkt |" not in text.split("inter-set term during training")[1]  # no inter-set term logged

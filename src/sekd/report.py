@@ -16,7 +16,9 @@ output folder:
   in the study's tuning stage with the validation score of every λ of the grid
   (``tune/choice.json``); and, for
   the built-in corpus, mean PESQ-WB per condition (SNR band, room, speech source, noise type) of
-  the input, the teacher and the no-KD and I²S-TFCKD students (:func:`condition_table`).
+  the input, the teacher and the no-KD and I²S-TFCKD students (:func:`condition_table`);
+  and how I²S-TFCKD's inter-set term and its teacher-side targets move during training, from
+  the runs' training logs (:func:`inter_set_table`).
 - ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
   training step, mean over seeds, per student system; the teacher beside),
   ``calibration.png`` (I²S-TFCKD's calibration weights α per set and stream, student tap × teacher tap, averaged over the evaluation
@@ -60,6 +62,7 @@ def load_results(results_dir: str | Path) -> dict[str, list[dict]]:
         result = read_study_json(path)
         if "system" not in result:
             raise SekdError(f"{path}: not a sekd study result ('system' missing)")
+        result["folder"] = str(path.parent)  # in memory only: where the run's training log lies
         systems.setdefault(result["system"], []).append(result)
     if not systems:
         raise SekdError(f"{results_dir}: no result.json files (run 'sekd study' first)")
@@ -342,6 +345,60 @@ def condition_table(systems: dict[str, list[dict]], results_dir: Path | None) ->
     return lines
 
 
+def _logged(folder: Path, columns: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
+    """``{column: [(step, value)]}`` from a run's ``csv/metrics.csv``; ``{}`` without one."""
+    import csv
+    path = folder / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for column in columns:
+        values = [(int(r["step"]), float(r[column])) for r in rows if r.get(column) not in (None, "")]
+        if values:
+            out[column] = values
+    return out
+
+
+def inter_set_table(systems: dict[str, list[dict]]) -> list[str]:
+    """Markdown lines: how I²S-TFCKD's inter-set term moves during training, per system that has
+    one (the full method and its ablations): its mean over the first and the last tenth of the
+    steps, its share of L_KD at the end, and how far the teacher-side targets have drifted from
+    their initial ones (``drift/target``, logged when the teacher-side fusion learns); means
+    over seeds. ``[]`` when no run logged the term."""
+    terms = ("train/kd/inter", "train/kd", "train/diag/drift/target")
+    rows = []
+    for name, results in systems.items():
+        per_seed = [_logged(Path(r["folder"]), terms) for r in results if r.get("folder")]
+        per_seed = [logged for logged in per_seed if "train/kd/inter" in logged]
+        if not per_seed:
+            continue
+
+        def tenth(logged: dict, column: str, last: bool) -> float:
+            values = logged.get(column)
+            if not values:
+                return math.nan
+            end = max(step for step, _ in values)
+            lo, hi = (0.9 * end, math.inf) if last else (-math.inf, 0.1 * end)
+            return float(np.mean([v for step, v in values if lo <= step <= hi]))
+
+        first, last = (float(np.mean([tenth(g, "train/kd/inter", at_end) for g in per_seed])) for at_end in (False, True))
+        share = float(np.mean([tenth(g, "train/kd/inter", True) / tenth(g, "train/kd", True) for g in per_seed]))
+        drift = float(np.nanmean([tenth(g, "train/diag/drift/target", True) for g in per_seed]) if any(
+            "train/diag/drift/target" in g for g in per_seed) else math.nan)
+        rows.append(f"| {name} | {len(per_seed)} | {first:.3f} | {last:.3f} | {share:.0%} | "
+                    + ("n/a" if math.isnan(drift) else f"{drift:.3f}") + " |")
+    if not rows:
+        return []
+    return ["### I²S-TFCKD's inter-set term during training", "",
+            "| system | seeds | inter-set term, first tenth of steps | last tenth | share of L_KD, last tenth | "
+            "target drift, last tenth |", "|---|---:|---:|---:|---:|---:|", *rows, "",
+            "Means over seeds of the training log (`csv/metrics.csv`). Target drift: Jeffreys divergence between "
+            "the teacher-side representatives' time-stream distributions now and with the initial fusion units "
+            "(logged only when those units learn, `teacher_fusion: learned`)."]
+
+
 def format_report(systems: dict[str, list[dict]], results_dir: Path | None = None) -> str:
     """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table."""
     summary = summarise_systems(systems)
@@ -380,9 +437,9 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
                   f"{_fmt_p(t['p'])} | {_fmt_p(t['p_holm'])} |" for t in tests]
         lines += ["", f"Holm's correction is over the {len(tests)} comparisons of this table."]
     lines += ["", _ranking(systems)]
-    by_condition = condition_table(systems, results_dir)
-    if by_condition:
-        lines += ["", *by_condition]
+    for section in (condition_table(systems, results_dir), inter_set_table(systems)):
+        if section:
+            lines += ["", *section]
     for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
         if section:
             lines += ["", *section]
