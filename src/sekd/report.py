@@ -529,10 +529,13 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path) ->
     teacher = curves.get("teacher")
     fig, axes = plt.subplots(1, 2 if teacher else 1, figsize=(13 if teacher else 8, 5), squeeze=False)
     ax = axes[0][0]
-    for name, (steps, values) in curves.items():
-        if name != "teacher":
-            ax.plot(steps, values, marker="o", markersize=3, label=name,
-                    linewidth=2.5 if name in (I2S, NO_KD) else 1.2, color="black" if name == NO_KD else None)
+    # tab10 repeats after ten systems: tab20's dark shades, then its light ones, without the reds of I²S-TFCKD
+    tab20 = plt.get_cmap("tab20").colors
+    palette = [tab20[i] for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (6, 7)]
+    for i, (name, (steps, values)) in enumerate((n, c) for n, c in curves.items() if n != "teacher"):
+        ax.plot(steps, values, marker="o", markersize=3, label=name, linewidth=2.5 if name in (I2S, NO_KD) else 1.2,
+                color="black" if name == NO_KD else "tab:red" if name == I2S else palette[i % len(palette)],
+                linestyle="--" if name.startswith(I2S.split("_")[0] + "-") else "-")  # I²S-TFCKD's ablations dashed
     ax.set_xlabel("training step")
     ax.set_ylabel("validation PESQ-WB (mean over seeds)")
     ax.set_title("students")
