@@ -7,7 +7,8 @@ import soundfile as sf
 from sekd.checkpoint import load_enhancer
 from sekd.cli import main
 from sekd.export import export_step
-from sekd.streaming import CausalStep, StreamingEnhancer, attention_cache_frames
+from sekd.step import CausalStep, attention_cache_frames
+from sekd.streaming import StreamingEnhancer
 
 from conftest import speechlike
 from test_streaming import one_thread, push_in_random_pieces  # noqa: F401  (autouse fixture)

@@ -13,7 +13,8 @@ from sekd.export import export_step
 from sekd.models import GTCRN, build_enhancer
 from sekd.models.gtcrn import erb_band_maps, erb_weights
 from sekd.profile import count_macs, macs_per_second
-from sekd.streaming import CausalStep, StreamingEnhancer
+from sekd.step import CausalStep
+from sekd.streaming import StreamingEnhancer
 
 from conftest import speechlike
 from test_streaming import assert_step_by_step_equals_whole_sequence, one_thread, push_in_random_pieces  # noqa: F401

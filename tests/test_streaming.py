@@ -14,7 +14,8 @@ from sekd.cli import main
 from sekd.enhance import enhance_array
 from sekd.errors import SekdError
 from sekd.models import DPDCRN, build_enhancer
-from sekd.streaming import CausalStep, StreamingEnhancer
+from sekd.step import CausalStep
+from sekd.streaming import StreamingEnhancer
 
 from conftest import speechlike
 

@@ -1,12 +1,16 @@
-"""ONNX export of the per-hop causal network (:class:`sekd.streaming.CausalStep`).
+"""ONNX export of the per-hop causal network (:class:`sekd.step.CausalStep`), with what running it needs.
 
 The graph maps ``feats [1, 2M, 1, F]`` and the state tensors to ``mask [1, 2, 1, F]`` and
 the new state; input ``state`` names are :meth:`CausalStep.state_names`, outputs carry the
 prefix ``new_``. STFT and iSTFT stay outside (complex STFT does not export): the streaming
-engine (``StreamingEnhancer(engine="onnx")``) does them in NumPy/PyTorch around the graph.
-Initial state: :meth:`CausalStep.initial_state` (zeros; for DPDCRN except ``attention_mask``,
-which starts at -inf: no cached frames yet, and ``attention_slot``, the int64 ring position).
-Any causal network with a ``streaming_step`` exports this way (DPDCRN, GTCRN).
+engines (:class:`sekd.streaming.StreamingEnhancer` with ``engine="onnx"``, and the
+torch-free :class:`sekd.runtime.OnnxStreamer`) do them around the graph. The file's
+metadata (:class:`sekd.runtime.StreamFormat`, keys ``sekd.*``) carries the sample rate,
+STFT size, hop, window, compression, channels, the state's names, shapes and start values
+and the latency, so the file alone is enough to stream. Initial state: zeros, except
+DPDCRN's ``attention_mask``, which starts at -inf (no cached frames yet), and
+``attention_slot``, the int64 ring position. Any causal network with a ``streaming_step``
+exports this way (DPDCRN, GTCRN).
 """
 
 from __future__ import annotations
@@ -15,15 +19,40 @@ import io
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 
-from .audio import atomic_write_bytes
+from .audio import SAMPLE_RATE, atomic_write_bytes
 from .checkpoint import load_enhancer
 from .errors import SekdError
 from .models import SpeechEnhancer
-from .streaming import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
+from .runtime import StateSpec, StreamFormat
+from .signal import _window
+from .step import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
 
 OPSET = 17
+FEATS_INPUT, MASK_OUTPUT = "feats", "mask"
+
+
+def state_output(name: str) -> str:
+    """The graph output that carries state input ``name``'s next value."""
+    return f"new_{name}"
+
+
+def stream_format(model: SpeechEnhancer, step: CausalStep) -> StreamFormat:
+    """The metadata of ``model``'s exported step: its signal path and the state's names, shapes and start values."""
+    cfg = model.signal
+    states = []
+    for name, start in zip(step.state_names(), step.initial_state(1, cfg.bins)):
+        fill = start.flatten()[0].item() if start.numel() else 0.0
+        if not bool((start == fill).all()):  # the metadata gives one start value per tensor
+            raise SekdError(f"{type(model.network).__name__}: state {name!r} does not start at one value; "
+                            "it cannot be described in the exported file")
+        states.append(StateSpec(name, state_output(name), tuple(start.shape), str(start.numpy().dtype), float(fill)))
+    return StreamFormat(sample_rate=SAMPLE_RATE, n_fft=cfg.n_fft, hop=cfg.hop, window_name=cfg.window,
+                        window=tuple(_window(cfg, "cpu").tolist()), compress=cfg.compress,
+                        channels=model.in_channels, ref_channel=model.ref_channel, feats=FEATS_INPUT,
+                        mask=MASK_OUTPUT, states=tuple(states), model=model.network.describe())
 
 
 def export_step(model: SpeechEnhancer, path: str | Path | None = None,
@@ -40,10 +69,12 @@ def export_step(model: SpeechEnhancer, path: str | Path | None = None,
         # The TorchScript exporter warns that it is deprecated and that GRUs are traced with
         # batch size fixed; both are expected here (one stream, fixed shapes).
         warnings.simplefilter("ignore")
-        torch.onnx.export(step, (feats, *state), buffer, input_names=["feats", *names],
-                          output_names=["mask", *(f"new_{n}" for n in names)], opset_version=OPSET,
+        torch.onnx.export(step, (feats, *state), buffer, input_names=[FEATS_INPUT, *names],
+                          output_names=[MASK_OUTPUT, *(state_output(n) for n in names)], opset_version=OPSET,
                           dynamo=False)
-    data = buffer.getvalue()
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, stream_format(model, step).to_metadata())
+    data = graph.SerializeToString()
     if path is not None:
         try:
             atomic_write_bytes(path, data)

@@ -1,19 +1,16 @@
-"""Frame-by-frame inference of causal networks: the per-hop step and the streaming engine.
+"""Frame-by-frame inference of causal networks: the streaming engine behind ``sekd stream``.
 
-:class:`CausalStep` runs one STFT frame through a causal network with all of its memory
-passed in and out as a flat tuple of tensors, so the same module runs eagerly in PyTorch
-and exports to ONNX (``sekd.export``). The network supplies the step
-(:meth:`sekd.models.EnhancementNetwork.streaming_step`: DPDCRN's in
-``models/dpdcrn_step.py``, GTCRN's in ``models/gtcrn.py``); it owns no weights of its own,
-so there is one model.
+:class:`StreamingEnhancer` runs a causal checkpoint's per-hop step (:class:`sekd.step.CausalStep`)
+in PyTorch, or its ONNX export (:mod:`sekd.export`) in onnxruntime, inside the frame-exact
+STFT / iSTFT of :class:`sekd.runtime.OverlapAddStreamer`: audio in pushes of any size, as
+many samples out, delayed by a fixed :attr:`~StreamingEnhancer.latency` of ``n_fft - 1``
+samples. After :meth:`~StreamingEnhancer.flush`, the concatenated output minus the first
+``latency`` samples is the offline model's output for the whole stream (``model(audio)``).
+The torch-free engine for an exported file alone is :class:`sekd.runtime.OnnxStreamer`.
 
-:class:`StreamingEnhancer` wraps the step with the signal path: it takes audio in pushes
-of any size, frames it exactly as the offline ``torch.stft(center=True)`` does (reflection
-at both ends of the stream), overlap-adds the inverse frames with the same window-envelope
-division as ``torch.istft``, and returns as many samples as it was given, delayed by a
-fixed :attr:`~StreamingEnhancer.latency` of ``n_fft - 1`` samples. After :meth:`flush`,
-the concatenated output minus the first ``latency`` samples is the offline model's output
-for the whole stream (``model(audio)``).
+Imports go one way: ``step`` (the per-hop module) <- ``export`` (its ONNX graph) <- this
+module; ``runtime`` (numpy framing, onnxruntime sessions) is imported by both and imports
+neither.
 """
 
 from __future__ import annotations
@@ -23,58 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import signal as sig
 from .audio import SAMPLE_RATE, read_audio, write_audio
 from .checkpoint import load_enhancer
 from .errors import SekdError
-from .models import EnhancementNetwork, SpeechEnhancer
+from .export import FEATS_INPUT, MASK_OUTPUT, export_step, state_output
+from .models import SpeechEnhancer
+from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, onnx_session, read_stream_format, \
+    stream_array
+from .step import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
 
-CACHE_SECONDS = 4.0  # attention memory for models without a look-back: the paper-scale training crop
+__all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file", "stream_array",
+           "algorithmic_latency", "CACHE_SECONDS"]
 
-
-def require_causal(net: EnhancementNetwork, where: str = "this model") -> None:
-    if not net.causal:
-        raise SekdError(f"{where}: the model is not causal (built with causal=False, config model.causal=false), "
-                        "so it cannot run frame by frame; train a causal model (model.causal=true)")
-
-
-def algorithmic_latency(cfg: sig.SignalConfig) -> int:
-    """Samples between an input sample and the output sample it finishes: one window minus the sample itself.
-
-    Output sample n needs every frame that overlaps it; the last one ends n_fft - 1 samples
-    after n when (n + n_fft/2) falls on a frame boundary (the worst case, hence the fixed delay).
-    """
-    return cfg.n_fft - 1
-
-
-def attention_cache_frames(net: EnhancementNetwork, hop: int, cache_seconds: float = CACHE_SECONDS) -> int:
-    """Frames each time-path attention keeps, the current one included (DPDCRN: the look-back, or
-    ``cache_seconds``; 0 for a network without attention over time)."""
-    return net.attention_cache_frames(hop, cache_seconds)
-
-
-class CausalStep(nn.Module):
-    """One hop of any causal network: ``(feats [B, 2M, 1, F], *state) -> (mask [B, 2, 1, F], *new_state)``.
-
-    The network's own :meth:`~sekd.models.EnhancementNetwork.streaming_step` does the work;
-    ``state_names()`` and ``initial_state(batch, bins)`` describe the flat state tuple.
-    """
-
-    def __init__(self, net: EnhancementNetwork, cache_frames: int):
-        super().__init__()
-        require_causal(net)
-        self.impl = net.streaming_step(cache_frames)
-
-    def state_names(self) -> list[str]:
-        return self.impl.state_names()
-
-    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
-        return self.impl.initial_state(batch, bins)
-
-    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
-        return self.impl(feats, *state)
 
 class TorchRunner:
     """Runs :class:`CausalStep` eagerly in PyTorch, holding the state between calls."""
@@ -94,193 +53,78 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Runs the exported step (``sekd.export``) in onnxruntime, holding the state between calls."""
+    """Runs the exported step (``sekd.export``) in onnxruntime, holding the state between calls.
 
-    def __init__(self, onnx_model: bytes | str, initial_state: tuple[torch.Tensor, ...], threads: int | None = 1):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    The checkpoint's step gives the state's names and start values, so a file exported
+    before the graph carried metadata still runs; a file whose metadata names another
+    signal path (STFT size, hop, window, compression) than the checkpoint's is refused.
+    """
+
+    def __init__(self, onnx_model: bytes | str, step: CausalStep, cfg: sig.SignalConfig, threads: int | None = 1):
         where = onnx_model if isinstance(onnx_model, str) else "the exported ONNX model"
-        try:
-            self.session = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-            raise SekdError(f"{where}: cannot load the ONNX model ({exc})") from None
-        inputs = self.session.get_inputs()
-        self.feeds_names = [i.name for i in inputs]
-        self.initial = [s.numpy() for s in initial_state]
-        if [list(i.shape) for i in inputs[1:]] != [list(s.shape) for s in self.initial]:
-            raise SekdError(f"{where}: its state shapes do not fit this checkpoint (exported from another model, "
-                            "or with another cache length)")
-        self.reset()
+        session = onnx_session(onnx_model, threads, where)
+        if any(k.startswith("sekd.") for k in session.get_modelmeta().custom_metadata_map):
+            fmt = read_stream_format(session, where)
+            window = sig._window(cfg, "cpu").numpy()
+            if (fmt.n_fft, fmt.hop, fmt.compress) != (cfg.n_fft, cfg.hop, cfg.compress) or \
+                    not np.array_equal(np.asarray(fmt.window, np.float32), window):
+                raise SekdError(f"{where}: exported for n_fft {fmt.n_fft}, hop {fmt.hop}, {fmt.window_name} window, "
+                                f"compression {fmt.compress}; the checkpoint uses n_fft {cfg.n_fft}, hop {cfg.hop}, "
+                                f"{cfg.window} window, compression {cfg.compress}")
+        states = [(name, state_output(name), start.numpy())
+                  for name, start in zip(step.state_names(), step.initial_state(1, cfg.bins))]
+        self.step = OnnxStep(session, FEATS_INPUT, MASK_OUTPUT, states, where)
 
     def reset(self) -> None:
-        self.state = [s.copy() for s in self.initial]
+        self.step.reset()
 
     def __call__(self, feats: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, dict(zip(self.feeds_names, [feats.numpy(), *self.state])))
-        self.state = out[1:]
-        return torch.from_numpy(out[0])
+        return torch.from_numpy(self.step(feats.numpy()))
 
 
-class StreamingEnhancer:
-    """Enhance a stream pushed in pieces of any size; output = input delayed by :attr:`latency` samples.
+class StreamingEnhancer(OverlapAddStreamer):
+    """Enhance a stream pushed in pieces of any size with a causal model; output = input delayed by :attr:`latency`.
 
     ``push(audio)`` takes ``[n]`` (mono) or ``[M, n]`` float32 16 kHz samples and returns
-    ``n`` enhanced samples; :meth:`flush` ends the stream and returns the last
-    ``latency`` samples. The first ``latency`` samples out are the zeros of the delay, so
+    ``n`` enhanced samples; :meth:`flush` ends the stream and returns the last ``latency``
+    samples (framing and edges: :class:`sekd.runtime.OverlapAddStreamer`).
     ``concatenate(outputs)[latency:]`` equals the offline ``model(audio)`` to float
-    rounding. The attention memory is bounded (:func:`attention_cache_frames`): for a model
-    trained with a look-back the equality holds for streams of any length; without one it
-    holds for the first ``cache_seconds`` (4 s by default, the paper-scale training crop),
-    after which attention sees the last ``cache_seconds``, a bounded look-back.
-
-    Edges, as the offline path handles them: the first frame waits for ``n_fft/2 + 1``
-    samples to mirror the start of the stream (``center=True`` reflection); ``flush``
-    mirrors the end the same way, and a stream shorter than ``n_fft`` is first padded with
-    zeros to ``n_fft`` as :func:`sekd.enhance.enhance_array` does.
+    rounding. The attention memory is bounded (:func:`sekd.step.attention_cache_frames`):
+    for a model trained with a look-back the equality holds for streams of any length;
+    without one it holds for the first ``cache_seconds`` (4 s by default, the paper-scale
+    training crop), after which attention sees the last ``cache_seconds``, a bounded look-back.
 
     ``engine="torch"`` runs the step in PyTorch; ``engine="onnx"`` in onnxruntime, from
     ``onnx_model`` (a file or its bytes) or, when that is None, from an in-memory export.
+    Each frame's features and mask go through :mod:`sekd.signal`, as offline.
     """
 
     def __init__(self, model: SpeechEnhancer, engine: str = "torch", onnx_model: bytes | str | None = None,
                  cache_seconds: float = CACHE_SECONDS, threads: int | None = 1):
         self.cfg = model.signal
-        if self.cfg.hop > self.cfg.n_fft // 2:
-            raise SekdError(f"streaming needs hop <= n_fft/2 (got hop {self.cfg.hop}, n_fft {self.cfg.n_fft})")
-        self.channels = model.in_channels
         self.ref_channel = model.ref_channel
         step = CausalStep(model.network, attention_cache_frames(model.network, self.cfg.hop, cache_seconds))
         if engine == "torch":
             self.runner = TorchRunner(step, self.cfg.bins)
         elif engine == "onnx":
             if onnx_model is None:
-                from .export import export_step
                 onnx_model = export_step(model, cache_seconds=cache_seconds)
-            self.runner = OnnxRunner(onnx_model, step.initial_state(1, self.cfg.bins), threads)
+            self.runner = OnnxRunner(onnx_model, step, self.cfg, threads)
         else:
             raise SekdError(f"unknown streaming engine {engine!r}; choose torch or onnx")
         self.engine = engine
-        self.window = sig._window(self.cfg, "cpu")
-        self.window_sq = (self.window ** 2).numpy()
-        self.reset()
-
-    @property
-    def latency(self) -> int:
-        """Algorithmic latency in samples: output sample n leaves with the push that brings input n + latency."""
-        return algorithmic_latency(self.cfg)
-
-    @property
-    def latency_ms(self) -> float:
-        return 1000.0 * self.latency / SAMPLE_RATE
+        super().__init__(self.cfg.n_fft, self.cfg.hop, sig._window(self.cfg, "cpu").numpy(), model.in_channels,
+                         SAMPLE_RATE)
 
     def reset(self) -> None:
         """Start a new stream (all state back to zero)."""
         self.runner.reset()
-        n_fft = self.cfg.n_fft
-        self._received = 0                                           # input samples pushed so far
-        self._emitted = 0                                            # output samples returned so far
-        self._pending = np.zeros((self.channels, 0), np.float32)     # padded input not yet framed
-        self._started = False                                        # start mirrored in yet?
-        self._ola = np.zeros(n_fft, np.float32)                      # overlap-add of the current frame span
-        self._env = np.zeros(n_fft, np.float32)                      # and of the squared window
-        self._ready = [np.zeros(self.latency, np.float32)]           # finished output, the delay first
-        self._ready_len = self.latency
-        self._to_skip = n_fft // 2                                   # finished samples that fall in the start pad
-        self._tail = np.zeros((self.channels, 0), np.float32)        # last n_fft/2 + 1 inputs, to mirror the end
+        super().reset()
 
-    def _check(self, audio) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim == 1:
-            audio = audio[None]
-        if audio.ndim != 2 or audio.shape[0] != self.channels:
-            raise SekdError(f"the model takes {self.channels} channel(s); got audio of shape {audio.shape}")
-        return audio
-
-    def push(self, audio) -> np.ndarray:
-        """Feed ``[n]`` or ``[M, n]`` samples; returns ``n`` output samples."""
-        audio = self._check(audio)
-        self._feed(audio)
-        return self._take(audio.shape[1])
-
-    def flush(self) -> np.ndarray:
-        """End the stream: mirror its end, finish the last frames, return the remaining ``latency`` samples.
-
-        The engine is then reset for a new stream.
-        """
-        n_fft, half = self.cfg.n_fft, self.cfg.n_fft // 2
-        total = self._received
-        if total == 0:
-            self.reset()
-            return np.zeros(0, np.float32)
-        if total < n_fft:  # as enhance_array: zeros up to one window
-            self._feed(np.zeros((self.channels, n_fft - total), np.float32))
-        self._feed(self._tail[:, -2:-half - 2:-1], end=True)  # reflection of the last n_fft/2 samples
-        # No more frames: everything overlap-added so far is final.
-        self._finish(n_fft)
-        out = self._take(total + self.latency - self._emitted)
-        self.reset()
-        return out
-
-    def _feed(self, audio: np.ndarray, end: bool = False) -> None:
-        n_fft, hop, half = self.cfg.n_fft, self.cfg.hop, self.cfg.n_fft // 2
-        if not end:
-            self._received += audio.shape[1]
-            self._tail = np.concatenate([self._tail, audio], axis=1)[:, -(half + 1):]
-        self._pending = np.concatenate([self._pending, audio], axis=1)
-        if not self._started:
-            if self._pending.shape[1] <= half:
-                return
-            self._pending = np.concatenate([self._pending[:, half:0:-1], self._pending], axis=1)
-            self._started = True
-        start = 0
-        while self._pending.shape[1] - start >= n_fft:
-            self._frame(self._pending[:, start:start + n_fft])
-            self._finish(hop)
-            start += hop
-        if start:
-            self._pending = self._pending[:, start:]
-
-    def _frame(self, frame: np.ndarray) -> None:
-        """One STFT frame through the network; its inverse is overlap-added."""
-        cfg = self.cfg
-        spec = torch.fft.rfft(torch.from_numpy(frame) * self.window)[None, :, None]   # (1, M, 1, F)
-        mask = self.runner(sig.features(spec, cfg))
-        enhanced = sig.apply_polar_mask(mask, spec[:, self.ref_channel])             # (1, 1, F)
-        self._ola += (torch.fft.irfft(enhanced[0, 0], n=cfg.n_fft) * self.window).numpy()
-        self._env += self.window_sq
-
-    def _finish(self, count: int) -> None:
-        """Move the first ``count`` overlap-added samples, now final, to the output queue."""
-        done = self._ola[:count] / np.where(self._env[:count] > 1e-11, self._env[:count], 1.0)
-        self._ola = np.concatenate([self._ola[count:], np.zeros(count, np.float32)])
-        self._env = np.concatenate([self._env[count:], np.zeros(count, np.float32)])
-        skip = min(self._to_skip, count)
-        self._to_skip -= skip
-        if skip < count:
-            self._ready.append(done[skip:])
-            self._ready_len += count - skip
-
-    def _take(self, count: int) -> np.ndarray:
-        if count > self._ready_len:  # cannot happen with latency n_fft - 1; guards the arithmetic above
-            raise RuntimeError(f"streaming: {count} samples asked, {self._ready_len} ready")
-        ready = np.concatenate(self._ready) if len(self._ready) != 1 else self._ready[0]
-        out, rest = ready[:count], ready[count:]
-        self._ready, self._ready_len = [rest], rest.shape[0]
-        self._emitted += count
-        return out
-
-
-def stream_array(streamer: StreamingEnhancer, audio: np.ndarray, block: int | None = None) -> np.ndarray:
-    """Enhance ``[M, N]`` (or ``[N]``) audio through ``streamer`` in blocks; returns ``[N]`` aligned with the input."""
-    audio = streamer._check(audio)
-    block = block or streamer.cfg.hop
-    out = [streamer.push(audio[:, i:i + block]) for i in range(0, audio.shape[1], block)]
-    out.append(streamer.flush())
-    return np.concatenate(out)[streamer.latency:]
+    def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
+        spec = torch.from_numpy(spec)[None, :, None]                                  # (1, M, 1, F)
+        mask = self.runner(sig.features(spec, self.cfg))
+        return sig.apply_polar_mask(mask, spec[:, self.ref_channel])[0, 0].numpy()   # (F,)
 
 
 class StreamedModel:

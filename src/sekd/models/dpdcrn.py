@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from ..audio import SAMPLE_RATE
 from .base import EnhancementNetwork
+from .dpdcrn_step import DPDCRNStep
 
 
 PATH_NORM_EPS = 1e-8
@@ -193,8 +194,7 @@ class DPDCRN(EnhancementNetwork):
             return max(1, math.ceil(cache_seconds * SAMPLE_RATE / hop))
         return self.lookback
 
-    def streaming_step(self, cache_frames: int):
-        from .dpdcrn_step import DPDCRNStep
+    def streaming_step(self, cache_frames: int) -> DPDCRNStep:
         return DPDCRNStep(self, cache_frames)
 
     @property

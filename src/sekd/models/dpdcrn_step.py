@@ -1,5 +1,9 @@
 """Hop-by-hop inference of a causal DPDCRN (:class:`DPDCRNStep`), for :mod:`sekd.streaming` and :mod:`sekd.export`.
 
+``DPDCRN.streaming_step`` builds it; this module reads the network's submodules by their
+attribute names and imports nothing from ``dpdcrn.py``, so imports go one way (dpdcrn ->
+dpdcrn_step).
+
 The state, per frame:
 - every convolution with a time kernel > 1 (the (2, 3) convolutions of the two dilated
   dense blocks) keeps its last ``dilation`` input frames;
@@ -20,7 +24,6 @@ from torch.nn import functional as F
 
 from ..errors import SekdError
 from .base import StreamingStep
-from .dpdcrn import DPDCRN, DilatedDenseNet, TransformerGRU
 
 
 def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -55,7 +58,8 @@ class DPDCRNStep(StreamingStep):
     attention mask and slot pointer, then dec1 conv histories.
     """
 
-    def __init__(self, net: DPDCRN, cache_frames: int):
+    def __init__(self, net: nn.Module, cache_frames: int):
+        """``net``: a causal :class:`sekd.models.DPDCRN`."""
         super().__init__()
         if not net.causal:
             raise SekdError("DPDCRN: only a causal model (causal=True) runs hop by hop")
@@ -64,7 +68,7 @@ class DPDCRNStep(StreamingStep):
         self.layers = net.args["layers"]
 
     # -- state description ----------------------------------------------------------------
-    def _dense_shapes(self, block: DilatedDenseNet, batch: int, bins: int) -> list[tuple[int, ...]]:
+    def _dense_shapes(self, block: nn.Module, batch: int, bins: int) -> list[tuple[int, ...]]:
         return [(batch, layer[1].in_channels, layer[1].dilation[0], bins) for layer in block.layers]
 
     def state_names(self) -> list[str]:
@@ -93,8 +97,8 @@ class DPDCRNStep(StreamingStep):
 
     # -- the step ---------------------------------------------------------------------------
     @staticmethod
-    def _dense_step(block: DilatedDenseNet, x: torch.Tensor, history: list[torch.Tensor]):
-        """Dense block on one frame; ``history[i]`` holds layer i's last ``dilation`` input frames."""
+    def _dense_step(block: nn.Module, x: torch.Tensor, history: list[torch.Tensor]):
+        """A ``DilatedDenseNet`` on one frame; ``history[i]`` holds layer i's last ``dilation`` input frames."""
         new_history = []
         skip = x
         for layer, past in zip(block.layers, history):
@@ -107,7 +111,7 @@ class DPDCRNStep(StreamingStep):
         return out, new_history
 
     @staticmethod
-    def _column_step(layer: TransformerGRU, x: torch.Tensor, keys, values, gru_state, mask, slot):
+    def _column_step(layer: nn.Module, x: torch.Tensor, keys, values, gru_state, mask, slot):
         """Time-path transformer-GRU on one frame (``x [N, 1, d]``) with cached keys/values and GRU state.
 
         The cache is a ring: the new key and value overwrite the oldest slot (index ``slot``).
@@ -121,7 +125,7 @@ class DPDCRNStep(StreamingStep):
         return layer.norm_out(x + layer.proj(F.relu(h))), keys, values, gru_state
 
     @staticmethod
-    def _row(layer: TransformerGRU, x: torch.Tensor) -> torch.Tensor:
+    def _row(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Frequency-path transformer-GRU (unmasked, bidirectional) on ``x [N, D, d]``."""
         x = layer.norm_attn(x + _attend(layer.attn, *_heads(layer.norm_in(x), layer.attn)))
         h, _ = layer.gru(x)

@@ -1,0 +1,376 @@
+"""Streaming an exported model (``sekd export``) with numpy and onnxruntime alone: no PyTorch.
+
+    from sekd.runtime import OnnxStreamer, stream_array
+    streamer = OnnxStreamer("model.onnx")          # reads sample rate, STFT, state from the file
+    out = streamer.push(block)                     # any number of samples in, as many out
+    tail = streamer.flush()                        # the last ``streamer.latency`` samples
+    enhanced = stream_array(streamer, audio)       # a whole signal, aligned with its input
+
+This module imports only numpy, onnxruntime and :mod:`sekd.errors` (``import sekd`` is
+lazy), so a deployment needs neither torch nor the rest of sekd; ``examples/stream_onnx.py``
+enhances a WAV with it.
+
+Two parts:
+
+- :class:`OverlapAddStreamer`: the frame-exact STFT / iSTFT around any per-frame
+  enhancement, for pushes of any size. It frames the stream exactly as the offline
+  ``torch.stft(center=True)`` does (reflection at both ends), overlap-adds the inverse
+  frames with ``torch.istft``'s window-envelope division and returns as many samples as it
+  was given, delayed by a fixed :attr:`~OverlapAddStreamer.latency` of ``n_fft - 1``
+  samples. :class:`sekd.streaming.StreamingEnhancer` (PyTorch or onnxruntime, from a
+  checkpoint) and :class:`OnnxStreamer` (onnxruntime, from the exported file) both build on
+  it, so the two frame the signal with the same code.
+- :class:`OnnxStreamer`: the exported per-hop graph with the signal path of
+  :mod:`sekd.signal` written in numpy (power-law compression, features, polar mask), its
+  settings read from the file's metadata (:class:`StreamFormat`, keys ``sekd.*``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SekdError
+
+FORMAT_VERSION = 1          # of the ``sekd.*`` metadata; a reader refuses other versions by name
+METADATA_PREFIX = "sekd."
+# The epsilons of sekd.signal.compress and sekd.signal.apply_polar_mask.
+COMPRESS_EPS = 1e-8
+MASK_EPS = 1e-8
+
+
+def algorithmic_latency(cfg) -> int:
+    """Samples between an input sample and the output sample it finishes: one window minus the sample itself.
+
+    ``cfg`` is anything with ``n_fft`` (:class:`sekd.signal.SignalConfig`, :class:`StreamFormat`).
+    Output sample n needs every frame that overlaps it; the last one ends n_fft - 1 samples
+    after n when (n + n_fft/2) falls on a frame boundary (the worst case, hence the fixed delay).
+    """
+    return cfg.n_fft - 1
+
+
+# -- the exported file's description -------------------------------------------------------
+@dataclass(frozen=True)
+class StateSpec:
+    """One state tensor of the exported step: graph input and output names, shape, dtype, start value."""
+
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    dtype: str      # numpy dtype name: float32, int64
+    fill: float     # every element starts at this value (0, or -inf for DPDCRN's empty attention slots)
+
+    def initial(self) -> np.ndarray:
+        return np.full(self.shape, self.fill, dtype=self.dtype)
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """What running an exported step needs besides the graph; written by ``sekd export`` as metadata.
+
+    Keys (``metadata_props``, all strings): ``sekd.format`` (version), ``sekd.sample_rate``,
+    ``sekd.n_fft``, ``sekd.hop``, ``sekd.window`` (name), ``sekd.window_samples`` (JSON list:
+    the analysis and synthesis window), ``sekd.compress`` (JSON: the power-law exponent on
+    the input magnitude, or null), ``sekd.channels`` (microphones M), ``sekd.ref_channel``
+    (the one the mask applies to), ``sekd.input`` / ``sekd.output`` (the feature input and
+    mask output of the graph), ``sekd.state`` (JSON list of ``{input, output, shape, dtype,
+    fill}``), ``sekd.latency`` (samples, informative: ``n_fft - 1``) and ``sekd.model``
+    (a one-line description, informative).
+    """
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+    window_name: str
+    window: tuple[float, ...]
+    compress: float | None
+    channels: int
+    ref_channel: int
+    feats: str
+    mask: str
+    states: tuple[StateSpec, ...]
+    model: str = ""
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def latency(self) -> int:
+        return algorithmic_latency(self)
+
+    def to_metadata(self) -> dict[str, str]:
+        values = {
+            "format": FORMAT_VERSION, "sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop": self.hop,
+            "window": self.window_name, "window_samples": json.dumps([float(w) for w in self.window]),
+            "compress": json.dumps(self.compress), "channels": self.channels, "ref_channel": self.ref_channel,
+            "input": self.feats, "output": self.mask,
+            "state": json.dumps([dict(input=s.input, output=s.output, shape=list(s.shape), dtype=s.dtype,
+                                      fill=repr(float(s.fill))) for s in self.states]),
+            "latency": self.latency, "model": self.model,
+        }
+        return {METADATA_PREFIX + key: str(value) for key, value in values.items()}
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], where: str) -> StreamFormat:
+        """Parse the ``sekd.*`` keys; a file without them, or with another version, is refused naming ``where``."""
+        ours = {k[len(METADATA_PREFIX):]: v for k, v in props.items() if k.startswith(METADATA_PREFIX)}
+        if "format" not in ours:
+            raise SekdError(f"{where}: no sekd streaming metadata (sample rate, STFT, state); export it again "
+                            "with this version of sekd export")
+        if ours["format"] != str(FORMAT_VERSION):
+            raise SekdError(f"{where}: streaming metadata format {ours['format']}, this runtime reads "
+                            f"{FORMAT_VERSION}; export it again with this version of sekd export")
+        try:
+            compress = json.loads(ours["compress"])
+            states = tuple(StateSpec(s["input"], s["output"], tuple(int(d) for d in s["shape"]), str(s["dtype"]),
+                                     float(s["fill"])) for s in json.loads(ours["state"]))
+            fmt = cls(sample_rate=int(ours["sample_rate"]), n_fft=int(ours["n_fft"]), hop=int(ours["hop"]),
+                      window_name=ours["window"],
+                      window=tuple(float(w) for w in json.loads(ours["window_samples"])),
+                      compress=None if compress is None else float(compress), channels=int(ours["channels"]),
+                      ref_channel=int(ours["ref_channel"]), feats=ours["input"], mask=ours["output"],
+                      states=states, model=ours.get("model", ""))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SekdError(f"{where}: damaged sekd streaming metadata ({type(exc).__name__}: {exc})") from None
+        if len(fmt.window) != fmt.n_fft or not 0 < fmt.hop <= fmt.n_fft // 2 or not 0 <= fmt.ref_channel < fmt.channels:
+            raise SekdError(f"{where}: inconsistent sekd streaming metadata (n_fft {fmt.n_fft}, hop {fmt.hop}, "
+                            f"{len(fmt.window)} window samples, reference channel {fmt.ref_channel} of "
+                            f"{fmt.channels})")
+        return fmt
+
+
+# -- onnxruntime -----------------------------------------------------------------------------
+def onnx_session(model: bytes | str, threads: int | None = 1, where: str | None = None):
+    """An onnxruntime CPU session for an exported step: the one place sekd's streaming sessions are made.
+
+    One stream is frame-sized work: ``threads=1`` (the default) runs it on the calling
+    thread alone, as deployed; extra threads only spin on a busy machine.
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    where = where or (model if isinstance(model, str) else "the exported ONNX model")
+    try:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+        raise SekdError(f"{where}: cannot load the ONNX model ({exc})") from None
+
+
+def read_stream_format(session, where: str) -> StreamFormat:
+    """The :class:`StreamFormat` in an onnxruntime session's model metadata."""
+    return StreamFormat.from_metadata(dict(session.get_modelmeta().custom_metadata_map), where)
+
+
+class OnnxStep:
+    """The exported per-hop graph with its state carried between calls: ``feats -> mask``, numpy in and out."""
+
+    def __init__(self, session, feats: str, mask: str, states: list[tuple[str, str, np.ndarray]], where: str):
+        """``states``: (graph input, graph output, initial value) of each state tensor."""
+        self.session = session
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        if feats not in shapes or any(shapes.get(name) != list(start.shape) for name, _, start in states):
+            raise SekdError(f"{where}: its state shapes do not fit this model (exported from another model, "
+                            "or with another cache length)")
+        self.feats, self.state_inputs = feats, [name for name, _, _ in states]
+        self.outputs = [mask, *(out for _, out, _ in states)]
+        self.initial = [start for _, _, start in states]
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = [s.copy() for s in self.initial]
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        feeds = dict(zip(self.state_inputs, self.state))
+        feeds[self.feats] = feats
+        mask, *self.state = self.session.run(self.outputs, feeds)
+        return mask
+
+
+# -- the signal path of sekd.signal, in numpy ---------------------------------------------------
+def features(spec: np.ndarray, compress: float | None) -> np.ndarray:
+    """``[M, F]`` complex spectrum -> network input ``[1, 2M, 1, F]``: compressed real parts, then imaginary."""
+    if compress is not None and compress != 1.0:
+        mag = np.maximum(np.abs(spec), np.float32(COMPRESS_EPS))
+        spec = spec * mag ** np.float32(compress - 1.0)
+    return np.concatenate([spec.real, spec.imag]).astype(np.float32)[None, :, None]
+
+
+def apply_polar_mask(mask: np.ndarray, ref_spec: np.ndarray) -> np.ndarray:
+    """``mask [2, F]`` (M_r, M_i) on the reference spectrum ``[F]``: tanh(|M|)·|Y|·exp(j(∠Y + ∠M))."""
+    m_r, m_i = mask[0], mask[1]
+    norm = np.sqrt(m_r ** 2 + m_i ** 2 + np.float32(MASK_EPS))
+    return np.tanh(norm) * ref_spec * ((m_r + 1j * m_i) / norm)
+
+
+# -- framing -----------------------------------------------------------------------------------
+class OverlapAddStreamer:
+    """Enhance a stream pushed in pieces of any size; output = input delayed by :attr:`latency` samples.
+
+    ``push(audio)`` takes ``[n]`` (mono) or ``[M, n]`` float32 samples and returns ``n``
+    enhanced samples; :meth:`flush` ends the stream and returns the last ``latency``
+    samples. The first ``latency`` samples out are the zeros of the delay, so
+    ``concatenate(outputs)[latency:]`` is the offline STFT → enhancement → iSTFT of the
+    whole stream. A subclass supplies :meth:`enhance_frame` (one frame's spectra to the
+    enhanced spectrum) and resets its own state in :meth:`reset`.
+
+    Edges, as the offline path handles them: the first frame waits for ``n_fft/2 + 1``
+    samples to mirror the start of the stream (``center=True`` reflection); ``flush``
+    mirrors the end the same way, and a stream shorter than ``n_fft`` is first padded with
+    zeros to ``n_fft`` as :func:`sekd.enhance.enhance_array` does.
+    """
+
+    def __init__(self, n_fft: int, hop: int, window: np.ndarray, channels: int, sample_rate: int):
+        if hop > n_fft // 2:
+            raise SekdError(f"streaming needs hop <= n_fft/2 (got hop {hop}, n_fft {n_fft})")
+        self.n_fft, self.hop, self.channels, self.sample_rate = n_fft, hop, channels, sample_rate
+        self.window = np.asarray(window, dtype=np.float32)
+        self.window_sq = self.window ** 2
+        self.reset()
+
+    def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
+        """One frame: the windowed spectra of every channel ``[M, F]`` -> the enhanced spectrum ``[F]``."""
+        raise NotImplementedError
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency in samples: output sample n leaves with the push that brings input n + latency."""
+        return algorithmic_latency(self)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency / self.sample_rate
+
+    def reset(self) -> None:
+        """Start a new stream (all buffers back to zero; a subclass also resets its network state)."""
+        n_fft = self.n_fft
+        self._received = 0                                           # input samples pushed so far
+        self._emitted = 0                                            # output samples returned so far
+        self._pending = np.zeros((self.channels, 0), np.float32)     # padded input not yet framed
+        self._started = False                                        # start mirrored in yet?
+        self._ola = np.zeros(n_fft, np.float32)                      # overlap-add of the current frame span
+        self._env = np.zeros(n_fft, np.float32)                      # and of the squared window
+        self._ready = [np.zeros(self.latency, np.float32)]           # finished output, the delay first
+        self._ready_len = self.latency
+        self._to_skip = n_fft // 2                                   # finished samples that fall in the start pad
+        self._tail = np.zeros((self.channels, 0), np.float32)        # last n_fft/2 + 1 inputs, to mirror the end
+
+    def _check(self, audio) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.ndim != 2 or audio.shape[0] != self.channels:
+            raise SekdError(f"the model takes {self.channels} channel(s); got audio of shape {audio.shape}")
+        return audio
+
+    def push(self, audio) -> np.ndarray:
+        """Feed ``[n]`` or ``[M, n]`` samples; returns ``n`` output samples."""
+        audio = self._check(audio)
+        self._feed(audio)
+        return self._take(audio.shape[1])
+
+    def flush(self) -> np.ndarray:
+        """End the stream: mirror its end, finish the last frames, return the remaining ``latency`` samples.
+
+        The engine is then reset for a new stream.
+        """
+        n_fft, half = self.n_fft, self.n_fft // 2
+        total = self._received
+        if total == 0:
+            self.reset()
+            return np.zeros(0, np.float32)
+        if total < n_fft:  # as enhance_array: zeros up to one window
+            self._feed(np.zeros((self.channels, n_fft - total), np.float32))
+        self._feed(self._tail[:, -2:-half - 2:-1], end=True)  # reflection of the last n_fft/2 samples
+        # No more frames: everything overlap-added so far is final.
+        self._finish(n_fft)
+        out = self._take(total + self.latency - self._emitted)
+        self.reset()
+        return out
+
+    def _feed(self, audio: np.ndarray, end: bool = False) -> None:
+        n_fft, hop, half = self.n_fft, self.hop, self.n_fft // 2
+        if not end:
+            self._received += audio.shape[1]
+            self._tail = np.concatenate([self._tail, audio], axis=1)[:, -(half + 1):]
+        self._pending = np.concatenate([self._pending, audio], axis=1)
+        if not self._started:
+            if self._pending.shape[1] <= half:
+                return
+            self._pending = np.concatenate([self._pending[:, half:0:-1], self._pending], axis=1)
+            self._started = True
+        start = 0
+        while self._pending.shape[1] - start >= n_fft:
+            self._frame(self._pending[:, start:start + n_fft])
+            self._finish(hop)
+            start += hop
+        if start:
+            self._pending = self._pending[:, start:]
+
+    def _frame(self, frame: np.ndarray) -> None:
+        """One STFT frame through :meth:`enhance_frame`; its inverse is overlap-added."""
+        enhanced = self.enhance_frame(np.fft.rfft(frame * self.window))
+        self._ola += np.fft.irfft(enhanced, n=self.n_fft).astype(np.float32) * self.window
+        self._env += self.window_sq
+
+    def _finish(self, count: int) -> None:
+        """Move the first ``count`` overlap-added samples, now final, to the output queue."""
+        done = self._ola[:count] / np.where(self._env[:count] > 1e-11, self._env[:count], 1.0)
+        self._ola = np.concatenate([self._ola[count:], np.zeros(count, np.float32)])
+        self._env = np.concatenate([self._env[count:], np.zeros(count, np.float32)])
+        skip = min(self._to_skip, count)
+        self._to_skip -= skip
+        if skip < count:
+            self._ready.append(done[skip:].astype(np.float32))
+            self._ready_len += count - skip
+
+    def _take(self, count: int) -> np.ndarray:
+        if count > self._ready_len:  # cannot happen with latency n_fft - 1; guards the arithmetic above
+            raise RuntimeError(f"streaming: {count} samples asked, {self._ready_len} ready")
+        ready = np.concatenate(self._ready) if len(self._ready) != 1 else self._ready[0]
+        out, rest = ready[:count], ready[count:]
+        self._ready, self._ready_len = [rest], rest.shape[0]
+        self._emitted += count
+        return out
+
+
+def stream_array(streamer: OverlapAddStreamer, audio: np.ndarray, block: int | None = None) -> np.ndarray:
+    """Enhance ``[M, N]`` (or ``[N]``) audio through ``streamer`` in blocks; returns ``[N]`` aligned with the input."""
+    audio = streamer._check(audio)
+    block = block or streamer.hop
+    out = [streamer.push(audio[:, i:i + block]) for i in range(0, audio.shape[1], block)]
+    out.append(streamer.flush())
+    return np.concatenate(out)[streamer.latency:]
+
+
+# -- the torch-free engine -------------------------------------------------------------------------
+class OnnxStreamer(OverlapAddStreamer):
+    """Stream an exported model (a file path or its bytes) with numpy and onnxruntime alone.
+
+    Everything but the graph comes from the file's metadata (:attr:`format`, a
+    :class:`StreamFormat`): audio is ``format.sample_rate`` Hz with ``format.channels``
+    channels. The output equals ``sekd stream --onnx`` (and the offline model) to float
+    rounding.
+    """
+
+    def __init__(self, model: bytes | str, threads: int | None = 1):
+        where = model if isinstance(model, str) else "the exported ONNX model"
+        session = onnx_session(model, threads, where)
+        self.format = fmt = read_stream_format(session, where)
+        self.step = OnnxStep(session, fmt.feats, fmt.mask, [(s.input, s.output, s.initial()) for s in fmt.states],
+                             where)
+        super().__init__(fmt.n_fft, fmt.hop, np.asarray(fmt.window, np.float32), fmt.channels, fmt.sample_rate)
+
+    def reset(self) -> None:
+        self.step.reset()
+        super().reset()
+
+    def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
+        mask = self.step(features(spec, self.format.compress))        # (1, 2, 1, F)
+        return apply_polar_mask(mask[0, :, 0], spec[self.format.ref_channel])

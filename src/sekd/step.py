@@ -1,0 +1,53 @@
+"""The per-hop step of a causal network, as one module that runs eagerly and exports to ONNX.
+
+:class:`CausalStep` runs one STFT frame through a causal network with all of its memory
+passed in and out as a flat tuple of tensors. The network supplies the step
+(:meth:`sekd.models.EnhancementNetwork.streaming_step`: DPDCRN's in
+``models/dpdcrn_step.py``, GTCRN's in ``models/gtcrn.py``); the step owns no weights of
+its own, so there is one model. :mod:`sekd.export` turns it into an ONNX graph and
+:mod:`sekd.streaming` runs it (or that graph) hop by hop; both import it from here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import SekdError
+from .models import EnhancementNetwork
+
+CACHE_SECONDS = 4.0  # attention memory for models without a look-back: the paper-scale training crop
+
+
+def require_causal(net: EnhancementNetwork, where: str = "this model") -> None:
+    if not net.causal:
+        raise SekdError(f"{where}: the model is not causal (built with causal=False, config model.causal=false), "
+                        "so it cannot run frame by frame; train a causal model (model.causal=true)")
+
+
+def attention_cache_frames(net: EnhancementNetwork, hop: int, cache_seconds: float = CACHE_SECONDS) -> int:
+    """Frames each time-path attention keeps, the current one included (DPDCRN: the look-back, or
+    ``cache_seconds``; 0 for a network without attention over time)."""
+    return net.attention_cache_frames(hop, cache_seconds)
+
+
+class CausalStep(nn.Module):
+    """One hop of any causal network: ``(feats [B, 2M, 1, F], *state) -> (mask [B, 2, 1, F], *new_state)``.
+
+    The network's own :meth:`~sekd.models.EnhancementNetwork.streaming_step` does the work;
+    ``state_names()`` and ``initial_state(batch, bins)`` describe the flat state tuple.
+    """
+
+    def __init__(self, net: EnhancementNetwork, cache_frames: int):
+        super().__init__()
+        require_causal(net)
+        self.impl = net.streaming_step(cache_frames)
+
+    def state_names(self) -> list[str]:
+        return self.impl.state_names()
+
+    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
+        return self.impl.initial_state(batch, bins)
+
+    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
+        return self.impl(feats, *state)
