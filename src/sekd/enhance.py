@@ -4,6 +4,11 @@
 overlapping chunks); ``enhance_files`` adds reading any sample rate, writing atomically,
 and per-file error reporting, so one bad file never stops the others.
 
+A recording with more channels than a one-channel model takes (a stereo file) has each
+channel enhanced on its own and keeps its channels (``downmix=True``: mixed to mono first,
+one output channel); see :func:`model_inputs`. For a model of several microphones the
+channels are its microphones and must match.
+
 L3DAS23 inputs: files ``<id>_A.<ext>`` and ``<id>_B.<ext>`` side by side are one clip
 ``<id>`` (mic B's channels follow mic A's when the model takes them). The format
 ``l3das23-submission`` writes the challenge's submission files: ``<id>.npy``, mono
@@ -12,6 +17,7 @@ float32 of the input's length.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -19,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from .audio import (AUDIO_SUFFIXES, SAMPLE_RATE, atomic_write, output_subtype, remove_stale_temps, resample,
-                    wav_truncation, write_audio)
+from .audio import (AUDIO_SUFFIXES, SAMPLE_RATE, atomic_write_bytes, output_subtype, read_audio, remove_stale_temps,
+                    resample, wav_truncation, write_audio)
 from .data.datasets import read_channels
 from .device import model_device
-from .errors import SekdError
+from .errors import SekdError, WriteFailed
 from .models import SpeechEnhancer
+from .progress import progress_bar
 
 log = logging.getLogger("sekd")
 
@@ -70,6 +76,28 @@ def enhance_array(model: SpeechEnhancer, audio: np.ndarray, chunk_seconds: float
         out[start:start + chunk] += w * _enhance_chunk(model, x[:, start:start + chunk])
         weight[start:start + chunk] += w
     return out / weight
+
+
+def model_inputs(audio: np.ndarray, in_channels: int, where: str | Path, downmix: bool = False) -> list[np.ndarray]:
+    """The model inputs ``[in_channels, N]`` a recording ``[C, N]`` makes; their outputs, stacked, are
+    the enhanced recording's channels.
+
+    A recording of the model's channel count is one input. For a model that takes one
+    channel, a multi-channel recording gives one input per channel (its channels kept), or
+    with ``downmix`` their mean (mono). A model of several microphones takes exactly its
+    channels: anything else is a SekdError naming ``where``.
+    """
+    channels = audio.shape[0]
+    if in_channels == 1 and channels > 1:
+        return [audio.mean(axis=0, keepdims=True)] if downmix else [channel[None] for channel in audio]
+    if channels != in_channels:
+        raise SekdError(f"{where}: has {channels} channel(s) but the model takes {in_channels}")
+    return [audio]
+
+
+def check_downmix(in_channels: int, downmix: bool) -> None:
+    if downmix and in_channels != 1:
+        raise SekdError(f"--downmix: the model takes {in_channels} channels (microphones), not a mono mix")
 
 
 FORMATS = ("wav", "l3das23-submission")
@@ -159,51 +187,64 @@ def plan_outputs(inputs: list[str | Path], out_dir: str | Path, suffix: str) -> 
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` atomically (see ``audio.atomic_write``)."""
-    def save(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.save would add .npy to a name
-            np.save(fh, array)
-    atomic_write(path, save)
+    """``np.save`` atomically (see ``audio.atomic_write``); in memory first, since numpy reports a full disk
+    without its reason."""
+    encoded = io.BytesIO()
+    np.save(encoded, array)
+    atomic_write_bytes(path, encoded.getbuffer())
 
 
 def enhance_file(model: SpeechEnhancer, src: Path | tuple[Path, ...], dst: Path, format: str = "wav",
-                 **chunking) -> None:
+                 downmix: bool = False, **chunking) -> None:
     """Enhance one clip (a file, or the files of its microphones) at any sample rate.
 
     The output keeps the input's rate and length, written atomically: ``dst`` as a WAV
     file in the input's subtype where WAV holds it (float stays float, 24-bit stays 24-bit;
     see ``audio.output_subtype``), or with ``format="l3das23-submission"`` as ``<dst>.npy``
     (mono float32). A WAV input whose data chunk was cut short is enhanced with a warning.
+    A one-channel model keeps a multi-channel file's channels, each enhanced on its own, or
+    mixes them to mono first with ``downmix`` (:func:`model_inputs`).
     """
     _check_format(format)
     files = (src,) if isinstance(src, Path) else src
     for path in files:
         if note := wav_truncation(path):
             log.warning("warning: %s", note)
-    audio, sr = read_channels(files, model.in_channels, sample_rate=None)
-    enhanced = resample(enhance_array(model, resample(audio, sr, SAMPLE_RATE), **chunking)[None], SAMPLE_RATE, sr)
-    enhanced = np.pad(enhanced[0], (0, max(0, audio.shape[1] - enhanced.shape[1])))[:audio.shape[1]]
+    if len(files) == 1:
+        audio, sr = read_audio(files[0], None)
+    else:  # the microphones of an L3DAS23 clip: as many channels as the model takes
+        audio, sr = read_channels(files, model.in_channels, sample_rate=None)
+    inputs = model_inputs(audio, model.in_channels, files[0], downmix)
+    if format != "wav" and len(inputs) > 1:
+        raise SekdError(f"{files[0]}: has {audio.shape[0]} channels and the submission format is mono; "
+                        "use --downmix or a model that takes them")
+    enhanced = np.stack([enhance_array(model, resample(x, sr, SAMPLE_RATE), **chunking) for x in inputs])
+    enhanced = resample(enhanced, SAMPLE_RATE, sr)
+    enhanced = np.pad(enhanced, ((0, 0), (0, max(0, audio.shape[1] - enhanced.shape[1]))))[:, :audio.shape[1]]
     if format == "wav":
         write_audio(dst.with_suffix(".wav"), enhanced, sr, subtype=output_subtype(files[0]))
     else:
-        _write_npy(dst.with_suffix(".npy"), enhanced.astype(np.float32))
+        _write_npy(dst.with_suffix(".npy"), enhanced[0].astype(np.float32))
 
 
 def enhance_files(model: SpeechEnhancer, inputs: list[str | Path], out_dir: str | Path,
-                  progress: bool = True, format: str = "wav", **chunking) -> list[str]:
+                  progress: bool = True, format: str = "wav", downmix: bool = False, **chunking) -> list[str]:
     """Enhance every input into ``out_dir`` (see :func:`enhance_file`); returns one error line per file that failed.
 
     Input folders keep their structure under ``out_dir``; what would overwrite an input or
     another output is refused before anything is written (:func:`plan_outputs`).
     """
     _check_format(format)
+    check_downmix(model.in_channels, downmix)
     errors = []
     items = plan_outputs(inputs, out_dir, ".wav" if format == "wav" else ".npy")
     for folder in {dst.parent for _, dst in items}:
         remove_stale_temps(folder)
-    for src, dst in tqdm(items, desc="enhance", unit="file", disable=not progress or len(items) < 2):
+    for src, dst in progress_bar(items, desc="enhance", unit="file", disable=not progress or len(items) < 2):
         try:
-            enhance_file(model, src, dst, format=format, **chunking)
+            enhance_file(model, src, dst, format=format, downmix=downmix, **chunking)
+        except WriteFailed:
+            raise  # the output side (a full disk, a read-only folder): the next files would fail the same way
         except SekdError as exc:
             errors.append(str(exc))
         except OSError as exc:  # the output side: a full disk, a folder made read-only meanwhile

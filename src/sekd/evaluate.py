@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .audio import atomic_write_text
 from .checkpoint import load_enhancer
@@ -41,6 +40,8 @@ from .errors import SekdError
 from .metrics import ALL_METRICS, score_file, score_file_l3das23
 from .models import SpeechEnhancer
 from .peers import PEER_PREFIX, build_peer
+from .pretrained import PREFIX as PRETRAINED_PREFIX
+from .progress import progress_bar
 from .workers import die_with_parent
 
 log = logging.getLogger("sekd")
@@ -57,10 +58,11 @@ METRIC_SETS = ("standard", "l3das23")  # --metric: PESQ, STOI, ESTOI, SI-SDR, DN
 def checkpoint_name(path: str | os.PathLike) -> str:
     """A system name for a checkpoint: its run folder for ``<run>/checkpoints/<file>``, else the file's stem.
 
-    A peer spec ``peer:NAME`` is named ``NAME``.
+    A peer spec ``peer:NAME`` and a shipped model ``pretrained:NAME`` are named ``NAME``.
     """
-    if str(path).startswith(PEER_PREFIX):
-        return str(path)[len(PEER_PREFIX):]
+    for prefix in (PEER_PREFIX, PRETRAINED_PREFIX):
+        if str(path).startswith(prefix):
+            return str(path)[len(prefix):]
     path = Path(path)
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
@@ -114,7 +116,7 @@ def score_pairs(pairs: list[Pair], models: dict, workers: int | None = None,
     pending: dict[Future, tuple[int, int]] = {}
     torch_threads = torch.get_num_threads()
     pool = metric_pool(workers)
-    bar = tqdm(total=len(pairs) * len(systems), desc="evaluate", unit="score", disable=not progress)
+    bar = progress_bar(total=len(pairs) * len(systems), desc="evaluate", unit="score", disable=not progress)
 
     def collect(block: bool) -> None:
         done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)

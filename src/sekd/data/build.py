@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 import pyroomacoustics as pra
 from scipy.signal import fftconvolve
-from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, atomic_write_text, remove_stale_temps, write_audio
 from ..workers import die_with_parent
 from ..errors import SekdError
+from ..progress import progress_bar
 from .debian import attribution_markdown, ensure_packages, package_version
 from .noise import NOISE_TYPES, fill, load_noise, make_noise, noise_files, rms
 from .noise import PACKAGES as NOISE_PACKAGES
@@ -214,11 +214,11 @@ def _map(fn: Callable, items: Sequence, workers: int, desc: str, progress: bool,
     if workers == 1:
         _set_state(state)
         try:
-            return list(tqdm(map(fn, items), **bar))
+            return list(progress_bar(map(fn, items), **bar))
         finally:
             _set_state(None)
     with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(state, os.getpid())) as pool:
-        return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
+        return list(progress_bar(pool.imap(fn, items, chunksize=4), **bar))
 
 
 def _voice_weights(voices: list[Voice]) -> np.ndarray:

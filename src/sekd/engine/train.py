@@ -7,29 +7,43 @@ damaged, the newest checkpoint that loads; see state.py). The batch order and cr
 pure function of (seed, step) (``EpochBatchSampler``), so a resumed run trains on exactly the
 batches the uninterrupted run would have. Several GPUs or nodes come from Lightning's DDP
 (``train.devices``, ``train.strategy``, ``train.num_nodes``); there is no code of ours for it.
+
+A run folder belongs to one run at a time: the process that trains into it holds a
+``flock`` on ``<out_dir>/.sekd-run.lock`` (which holds its PID) from its first write to its
+end, and a second ``sekd train``/``distill`` into the same folder is refused, naming that
+PID (:func:`run_folder_lock`); the kernel releases the lock however the process ends. A
+write the system refuses (disk full, read-only) stops training with one line naming the
+file (:class:`~sekd.errors.WriteFailed`, exit 1); the checkpoints written before stay whole.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 
 from ..audio import SAMPLE_RATE, atomic_write_text
 from ..checkpoint import read_checkpoint_file
-from ..config import Config
+from ..config import Config, build_section
 from ..data.checks import MIN_SAMPLES, require_good_pairs
 from ..data.datasets import CropDataset, EpochBatchSampler, ResumableLoader, ShardSampler, WholeFileDataset, list_pairs
-from ..errors import SekdError
+from ..errors import SekdError, WriteFailed
+from ..models.base import trust_classes
 from .module import EnhancementModule
-from .state import AppendingCSVLogger, AtomicCheckpointIO, Interrupted, SaveOnSignal, choose_resume_checkpoint
+from .progress import progress_callbacks
+from .state import AtomicCheckpointIO, Interrupted, MetricsCSVLogger, SaveOnSignal, choose_resume_checkpoint
 
 log = logging.getLogger("sekd")
 
@@ -67,11 +81,97 @@ def check_same_model(ckpt: Path, cfg: Config) -> None:
                         "use another train.out_dir, or train.resume=false to start it over")
 
 
+def trust_config_classes(cfg: Config) -> None:
+    """Trust, for this process, the classes a config the user runs names: ``model.class`` (the user chose
+    to run that network's code) and ``distill.trust_classes`` (classes the teacher checkpoint may name).
+
+    Checkpoints written by such a run name that class, so loading them in another process needs
+    the user's trust again (``--trust-class``, ``SEKD_TRUST_CLASSES``).
+    """
+    if cfg.model.class_:
+        trust_classes([cfg.model.class_], "config: model.class")
+    if "distill" in cfg.extra:
+        from .distill import DistillConfig  # distill.py imports this module
+        named = build_section("distill", DistillConfig, cfg.extra["distill"], "config").trust_classes
+        trust_classes(named, "config: distill.trust_classes")
+
+
+LOCK_FILE = ".sekd-run.lock"
+
+
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun, SLURM, Lightning's DDP children); 0
+    for a process started by the user, the one that claims the run folder."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable]) + (0 if variable == "RANK" else _node_rank())
+    return _node_rank()
+
+
+def _node_rank() -> int:
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return int(node) if node.isdigit() else 0
+
+
+@contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run: a non-blocking ``flock`` on ``out/.sekd-run.lock``, which holds our PID.
+
+    Another process holding it is refused with a SekdError naming its PID. The ranks of one DDP
+    run share the folder: only rank 0 (the process the user started) claims it.
+    """
+    path = out / LOCK_FILE
+    if launched_rank() != 0:
+        yield
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise WriteFailed.of(path, exc) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            raise SekdError(f"{out}: in use by another sekd run (PID {pid}); wait for it or choose another "
+                            f"train.out_dir") from None
+        try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as exc:
+            raise WriteFailed.of(path, exc) from None
+        yield  # closing the file releases the lock
+
+
+# Errors only a write gives: training that ends with one of them ran out of room, whatever wrapped it.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def write_failure(exc: BaseException, out: Path) -> WriteFailed | None:
+    """The first refused write behind ``exc`` (Lightning's loggers and teardown may fail again after it and
+    wrap it), as a :class:`WriteFailed` naming the file (the run folder when the error names none)."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for failure in reversed(chain):  # earliest first
+        if isinstance(failure, WriteFailed):
+            return failure
+        if isinstance(failure, OSError) and failure.errno in WRITE_ERRNOS:
+            return WriteFailed.of(failure.filename or out, failure)
+    return None
+
+
 def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint.
 
     Raises :class:`~sekd.engine.state.Interrupted` after saving ``last.ckpt`` when SIGTERM or
-    SIGINT stopped it.
+    SIGINT stopped it, and :class:`~sekd.errors.WriteFailed` when a file of the run could not be
+    written.
     """
     t = cfg.train
     out = Path(t.out_dir)
@@ -80,6 +180,7 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
         raise SekdError(f"train.out_dir={out}: an existing file, not a folder")
     if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise SekdError(f"train.accelerator={t.accelerator}: no CUDA GPU is available here; use cpu or auto")
+    trust_config_classes(cfg)
     resume = choose_resume_checkpoint(ckpt_dir) if t.resume and ckpt_dir.is_dir() else None
     if resume:
         check_same_model(resume, cfg)
@@ -96,36 +197,43 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
                            enable_version_counter=False)  # best stays best.ckpt, the path the README names
     last = ckpt_dir / "last.ckpt"
     on_signal = SaveOnSignal(last)
+    bar, progress = progress_callbacks()  # a live bar on a terminal, a line now and then in a log
     try:
         trainer = L.Trainer(
             max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
             gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
             strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
-            callbacks=[best, on_signal, Timer(verbose=False)],  # Timer: engine.state.training_seconds
+            callbacks=[best, on_signal, Timer(verbose=False), *progress],  # Timer: engine.state.training_seconds
+            enable_progress_bar=bar,
             default_root_dir=out, num_sanity_val_steps=0,
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
             logger=[TensorBoardLogger(out, name="tensorboard", version=""),
                     # A fresh start replaces the metrics of a run whose checkpoints are gone (Lightning's way).
-                    (AppendingCSVLogger if resume else CSVLogger)(out, name="csv", version="")],
+                    MetricsCSVLogger(out, name="csv", version="", append=bool(resume))],
         )
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         raise SekdError(f"train.accelerator={t.accelerator}, train.devices={t.devices}, train.strategy={t.strategy}, "
                         f"train.precision={t.precision}, train.num_nodes={t.num_nodes}: Lightning refuses them "
                         f"({exc})") from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    train_loader.batch_sampler.position = lambda: trainer.global_step  # restored before the first batch
-    if resume:
-        log.info("resuming from %s", resume)
-    on_signal.install()
-    try:
-        trainer.fit(module, train_loader, valid_loader, ckpt_path=resume)
-    except SIGTERMException:
-        raise Interrupted(on_signal.signum or signal.SIGTERM, on_signal.saved) from None
-    finally:
-        on_signal.uninstall()
-    trainer.save_checkpoint(last, weights_only=False)  # so that starting a finished run again is a no-op
+    with run_folder_lock(out):  # the run's first write
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        train_loader.batch_sampler.position = lambda: trainer.global_step  # restored before the first batch
+        if resume:
+            log.info("resuming from %s", resume)
+        on_signal.install()
+        try:
+            trainer.fit(module, train_loader, valid_loader, ckpt_path=resume)
+            trainer.save_checkpoint(last, weights_only=False)  # so that starting a finished run again is a no-op
+        except SIGTERMException:
+            raise Interrupted(on_signal.signum or signal.SIGTERM, on_signal.saved) from None
+        except BaseException as exc:
+            failure = write_failure(exc, out)
+            if failure is None:
+                raise
+            raise failure from None
+        finally:
+            on_signal.uninstall()
     if on_signal.signum:  # the signal came as training ended: the run is complete, but say it was stopped
         raise Interrupted(on_signal.signum, last)
     # best.ckpt by name: Lightning forgets the best path of a run whose folder moved (a study run started from its
