@@ -1,4 +1,4 @@
-"""Size and speed of our models and of the peers, as ratios to the teacher, in one run.
+"""Size and speed of our models and of the peers, as ratios to the teacher and to NSNet2, in one run.
 
     python benchmarks/speed.py            # teacher, student-l, student-m, gtcrn, gtcrn-l, RNNoise, NSNet2; 10 s
     python benchmarks/speed.py --quick    # 2 s of audio, one timed run (a smoke test of the script)
@@ -6,12 +6,16 @@
 
 For each system: parameters, MACs per second of audio, and the single-thread real-time
 factor (processing time / audio duration; below 1 is faster than real time) on one
-10-second noisy file, with torch and onnxruntime limited to one thread. Our models (the
-DPDCRN presets and the ultra-light GTCRN ones, which are causal by design) have
-random weights (their cost does not depend on them) and are timed offline, the whole file
-in one pass, STFT to waveform (:func:`sekd.profile.real_time_factor`). The peers are timed
-through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
-resampling its 48 kHz model needs. RTF is the median of the timed runs after one warm-up.
+10-second noisy file, with torch and onnxruntime limited to one thread, in wall-clock and
+in CPU time (the process's, ``time.process_time``: what the code costs whatever else holds
+the core). Our models (the DPDCRN presets and the ultra-light GTCRN ones, which are causal
+by design) have random weights (their cost does not depend on them) and are timed
+offline, the whole file in one pass, STFT to waveform (``model(audio)``). The peers are
+timed through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
+resampling its 48 kHz model needs. Each RTF is the median of the timed runs after one
+warm-up. The last two columns divide every row's RTFs (= time per audio second) by
+NSNet2's in the same run; NSNet2 is always measured (added when ``--systems`` leaves it
+out).
 
 MACs: ours are counted by ptflops on the network (:mod:`sekd.profile`); the peers' are
 their weight matrices used once per 10 ms frame, read from their own model files
@@ -30,9 +34,10 @@ import torch
 from sekd.audio import SAMPLE_RATE
 from sekd.models import build_enhancer
 from sekd.peers import PEERS, build_peer
-from sekd.profile import macs_per_second, real_time_factor
+from sekd.profile import macs_per_second
 
 OURS = ("teacher", "student-l", "student-m", "gtcrn", "gtcrn-l")
+GTCRN_TARGET = 0.5  # gtcrn's offline RTF at most half NSNet2's (issue 27)
 
 
 def noisy_file(seconds: float) -> np.ndarray:
@@ -46,14 +51,16 @@ def noisy_file(seconds: float) -> np.ndarray:
     return (speech + noise).astype(np.float32)
 
 
-def peer_rtf(peer, audio: np.ndarray, runs: int) -> float:
-    peer.enhance(audio)
-    times = []
+def median_rtf(call, seconds: float, runs: int) -> tuple[float, float]:
+    """(wall, CPU) real-time factors of ``call()`` on ``seconds`` of audio: medians of ``runs`` after a warm-up."""
+    call()
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
-        peer.enhance(audio)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / (audio.size / SAMPLE_RATE)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        call()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) / seconds, statistics.median(cpu) / seconds
 
 
 def main() -> None:
@@ -69,24 +76,37 @@ def main() -> None:
     torch.set_num_threads(1)
     audio = noisy_file(seconds)
 
+    systems = list(args.systems)
+    if "nsnet2" not in systems:
+        systems.append("nsnet2")  # the reference of the last two columns
     rows = []
-    for preset in (s for s in args.systems if s in OURS):
+    noisy = torch.from_numpy(audio)[None, None]
+    for preset in (s for s in systems if s in OURS):
         torch.manual_seed(0)
-        model = build_enhancer(preset)
-        rows.append((preset, sum(p.numel() for p in model.parameters()), macs_per_second(model),
-                     real_time_factor(model, seconds, threads=1, runs=runs)))
-    for name in (s for s in args.systems if s in PEERS):
+        model = build_enhancer(preset).eval()
+        with torch.inference_mode():
+            rtf = median_rtf(lambda: model(noisy), seconds, runs)
+        rows.append((preset, sum(p.numel() for p in model.parameters()), macs_per_second(model), *rtf))
+    for name in (s for s in systems if s in PEERS):
         peer = build_peer(name)  # onnxruntime sessions are built with one thread
         cost = peer.cost()
-        rows.append((name, cost["params"], cost["macs_per_second"], peer_rtf(peer, audio, runs)))
+        rows.append((name, cost["params"], cost["macs_per_second"], *median_rtf(lambda: peer.enhance(audio),
+                                                                                  seconds, runs)))
 
-    first, t_params, t_macs, t_rtf = rows[0]
+    first, t_params, t_macs, t_rtf, _ = rows[0]
+    _, _, _, n_rtf, n_cpu = next(r for r in rows if r[0] == "nsnet2")
     print(f"{seconds:g} s of audio, 1 thread, median of {runs} timed run(s) after a warm-up\n")
-    print(f"| system | parameters | × {first} | MACs/s | × {first} | RTF (1 thread) | × {first} |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, params, macs, rtf in rows:
+    print(f"| system | parameters | × {first} | MACs/s | × {first} | RTF (1 thread) | × {first} | CPU RTF "
+          f"| RTF × NSNet2 | CPU RTF × NSNet2 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, params, macs, rtf, cpu in rows:
         print(f"| {name} | {params:,} | {params / t_params:.3f} | {macs / 1e9:.3f} G | {macs / t_macs:.3f} "
-              f"| {rtf:.4f} | {rtf / t_rtf:.3f} |")
+              f"| {rtf:.4f} | {rtf / t_rtf:.3f} | {cpu:.4f} | {rtf / n_rtf:.2f}× | {cpu / n_cpu:.2f}× |")
+    gtcrn = next((r for r in rows if r[0] == "gtcrn"), None)
+    if gtcrn is not None:
+        ratio = gtcrn[3] / n_rtf
+        print(f"\nTarget (gtcrn offline RTF <= {GTCRN_TARGET:.2f}× NSNet2's): {ratio:.2f}× -> "
+              f"{'met' if ratio <= GTCRN_TARGET else 'NOT met'}.")
 
 
 if __name__ == "__main__":
