@@ -98,3 +98,64 @@ def test_training_into_a_log_writes_lines_not_a_bar(pair_folder, tmp_path, capfd
     assert [line.split(" (")[0] for line in err.splitlines() if line.startswith("validation at")] == \
         ["validation at step 2", "validation at step 4"]
     assert re.search(r"^train: 4/4 \(100 %\), \d+:\d\d elapsed, loss -?\d+\.\d{4}$", err, re.M)
+
+
+# --------------------------------------------------------------------------- sekd study's progress line
+
+def test_study_estimate_uses_each_methods_step_time():
+    from sekd.study import RunState, estimate_seconds_left
+    done = [RunState("tune/i2s_tfckd/lambda1", "i2s_tfckd", 100, False, {"train_seconds": 200.0}),
+            RunState("none/seed0", "none", 100, True, {"train_seconds": 50.0, "eval_seconds": 10.0})]
+    left = [RunState("i2s_tfckd/seed0", "i2s_tfckd", 100, True, None, running=True),   # 200 + 10
+            RunState("none/seed1", "none", 100, True, None),                            # 50 + 10
+            RunState("pkt/seed0", "pkt", 100, True, None),                              # (250 / 200) × 100 + 10
+            RunState("tune/pkt/lambda1", "pkt", 100, False, None)]                      # 125
+    assert estimate_seconds_left(done + left, jobs=1) == 200 + 10 + 50 + 10 + 125 + 10 + 125
+    assert estimate_seconds_left(done + left, jobs=2) == (200 + 10 + 50 + 10 + 125 + 10 + 125) / 2
+    assert estimate_seconds_left(left, jobs=2) is None  # nothing measured yet
+    # A finished run without times (a result written before sekd kept them) counts, but tells no time.
+    assert estimate_seconds_left([RunState("none/seed0", "none", 100, True, {"summary": {}}), *left], 1) is None
+
+
+def test_study_progress_line(tmp_path):
+    from sekd.study import RunState, StudyConfig, progress_line
+    study = StudyConfig(out_dir=str(tmp_path), jobs=2)
+    states = [RunState("none/seed0", "none", 100, True, {"train_seconds": 60.0, "eval_seconds": 30.0}),
+              RunState("i2s_tfckd/seed0", "i2s_tfckd", 100, True, None, running=True),
+              RunState("none/seed1", "none", 100, True, None, running=True),
+              RunState("none/seed2", "none", 100, True, None)]
+    assert progress_line(study, states) == ("study: 1/4 runs finished; running: i2s_tfckd/seed0, none/seed1; "
+                                            "about 2:15 left (2 jobs, from the step times so far)")
+    assert progress_line(study, states[1:]) == ("study: 0/3 runs finished; running: i2s_tfckd/seed0, none/seed1; "
+                                                "time left: known when the first run has finished")
+    assert progress_line(study, states[:1]) == "study: 1/1 runs finished; running: none; nothing left"
+
+
+def test_study_run_states_read_results_and_locks(tmp_path):
+    """The runs of a study folder: finished ones by their result files, running ones by their held locks."""
+    import json
+
+    import yaml
+
+    from sekd.study import claimed, load_study, plan_runs, run_states
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({
+        "out_dir": str(tmp_path / "out"), "data": str(tmp_path), "seeds": [0], "jobs": 2,
+        "teacher": {"config": "configs/cpu-teacher.yaml"}, "student": {"config": "configs/cpu-student.yaml"},
+        "common": {"train.max_steps": 40}, "methods": ["i2s_tfckd"], "tune": {"grid": [0.5, 2.0]},
+        "more_seeds": {"seeds": [1], "systems": ["none"], "closest": 1}}))
+    study = load_study(config)
+    none0, i2s0 = plan_runs(study)[1:3]
+    none0.out_dir.mkdir(parents=True)
+    (none0.out_dir / "result.json").write_text(json.dumps({"train_seconds": 20.0, "eval_seconds": 5.0}))
+    with claimed(study, i2s0) as mine:
+        assert mine
+        states = run_states(study)
+    assert [(s.name, s.method, s.steps, s.evaluated, s.result is not None, s.running) for s in states] == [
+        ("tune/i2s_tfckd/lambda0.5", "i2s_tfckd", 40, False, False, False),
+        ("tune/i2s_tfckd/lambda2", "i2s_tfckd", 40, False, False, False),
+        ("none/seed0", "none", 40, True, True, False),
+        ("i2s_tfckd/seed0", "i2s_tfckd", 40, True, False, True),
+        ("none/seed1", "none", 40, True, False, False),
+        ("(closest method 1)/seed1", "", 40, True, False, False)]  # chosen once the base runs are finished
+    assert not any(s.running for s in run_states(study))  # the lock went with the block

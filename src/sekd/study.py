@@ -579,15 +579,19 @@ def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | No
 LOCKS, WAIT_SECONDS = ".locks", 30.0
 
 
+def lock_path(study: StudyConfig, run: Run) -> Path:
+    """``OUT/.locks/<run folder, / as ->.lock``: held by the process working on the run."""
+    return Path(study.out_dir) / LOCKS / (run.out_dir.relative_to(study.out_dir).as_posix().replace("/", "-") + ".lock")
+
+
 @contextmanager
 def claimed(study: StudyConfig, run: Run) -> Iterator[bool]:
     """Whether this process got the run's lock (without waiting); the lock goes when the block ends
     or the process dies, however it dies, so a killed job's run is free for the next one."""
     import fcntl
-    folder = Path(study.out_dir) / LOCKS
-    folder.mkdir(parents=True, exist_ok=True)
-    name = run.out_dir.relative_to(study.out_dir).as_posix().replace("/", "-")
-    with open(folder / f"{name}.lock", "a") as f:
+    path = lock_path(study, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -625,14 +629,121 @@ def claim_and_do(study: StudyConfig, run: Run, do: Callable[[Run], object], labe
     with claimed(study, run) as mine:
         if mine:
             log.info("[%s] %s seed %d", label, run.system, run.seed)
+            log.info("%s", progress_line(study))
             do(run)
-        return mine
+    if mine:  # after the lock is gone: the run counts as finished, not running
+        log.info("%s", progress_line(study))
+    return mine
 
 
 def do_one(study: StudyConfig, runs: list[Run], done: Callable[[Run], bool], do: Callable[[Run], object],
            what: str) -> bool:
     """Claim and do the first run of ``runs`` neither done nor held by another process; whether there was one."""
     return any(not done(run) and claim_and_do(study, run, do, what) for run in runs)
+
+
+# --------------------------------------------------------------------------- progress
+
+@dataclass
+class RunState:
+    """What the progress line needs of one trained run (tuning runs and students; the teacher comes before)."""
+
+    name: str                 # its folder under OUT: none/seed1, tune/pkt/lambda1
+    method: str               # whose step times it shares (none: no-KD); "" for a run whose method is not known yet
+    steps: int                # train.max_steps
+    evaluated: bool           # the test split is scored after training (not a tuning run)
+    result: dict | None       # the finished run's result (train_seconds, eval_seconds), None while not finished
+    running: bool = False     # a process holds its lock
+
+
+def run_states(study: StudyConfig) -> list[RunState]:
+    """Every run the study's jobs share, in order: the tuning runs, the students of the base seeds, the more seeds.
+
+    The more seeds' closest methods are chosen once every base run is finished; until then
+    they stand as runs of unknown method.
+    """
+    students = plan_runs(study)[1:]
+    cfg = run_config(study, students[0]) if students else None
+    steps = cfg.train.max_steps if cfg is not None else 0
+    runs = [(run, TUNE_RESULT, False) for run in plan_tuning(study)]
+    runs += [(run, RESULT, True) for run in students if run.seed in study.seeds]
+    placeholders = 0
+    if study.more_seeds.seeds:
+        try:
+            more = more_seed_systems(study)
+        except SekdError:  # base runs not finished: the closest methods are not known yet
+            more, placeholders = list(study.more_seeds.systems), study.more_seeds.closest
+        runs += [(run, RESULT, True) for run in plan_runs(study, more=more)[1:] if run.seed not in study.seeds]
+    states = [RunState(run.out_dir.relative_to(study.out_dir).as_posix(), run.method or NO_KD, steps, evaluated,
+                       _read_result(run.out_dir / name), _is_locked(lock_path(study, run)))
+              for run, name, evaluated in runs]
+    states += [RunState(f"(closest method {i + 1})/seed{seed}", "", steps, True, None)
+               for seed in study.more_seeds.seeds for i in range(placeholders)]
+    return states
+
+
+def _read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not there yet, or being replaced
+        return None
+
+
+def _is_locked(path: Path) -> bool:
+    """Whether a process holds this lock (probed with a non-blocking flock, released at once)."""
+    import fcntl
+    try:
+        with open(path, "r") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:  # no lock file: never claimed
+        return False
+
+
+def estimate_seconds_left(states: list[RunState], jobs: int) -> float | None:
+    """Seconds until every run is finished, from the finished runs' measured times, or None before the first.
+
+    A run left takes its steps × the seconds per step measured on the finished runs of its
+    method (of all finished runs, for a method not measured yet), plus the mean evaluation
+    time when it is evaluated; ``jobs`` processes share the runs. A run under way counts as
+    not started, so the estimate errs long by at most one run per job.
+    """
+    timed = [s for s in states if s.result and s.result.get("train_seconds") and s.steps]
+    if not timed:
+        return None
+
+    def per_step(runs: list[RunState]) -> float:
+        return sum(s.result["train_seconds"] for s in runs) / sum(s.steps for s in runs)
+
+    overall = per_step(timed)
+    by_method = {m: per_step([s for s in timed if s.method == m]) for m in {s.method for s in timed}}
+    evals = [s.result["eval_seconds"] for s in states if s.result and s.evaluated and s.result.get("eval_seconds")]
+    eval_each = sum(evals) / len(evals) if evals else 0.0
+    left = sum(by_method.get(s.method, overall) * s.steps + (eval_each if s.evaluated else 0.0)
+               for s in states if s.result is None)
+    return left / max(1, jobs)
+
+
+def progress_line(study: StudyConfig, states: list[RunState] | None = None) -> str:
+    """``study: 14/62 runs finished; running: none/seed1, tune/pkt/lambda1; about 3:05:00 left (2 jobs)``."""
+    from .progress import format_duration
+    states = run_states(study) if states is None else states
+    finished = sum(s.result is not None for s in states)
+    running = [s.name for s in states if s.running and s.result is None]
+    seconds = estimate_seconds_left(states, study.jobs)
+    parts = [f"study: {finished}/{len(states)} runs finished", "running: " + (", ".join(running) or "none")]
+    if finished == len(states):
+        parts.append("nothing left")
+    elif seconds is None:
+        parts.append("time left: known when the first run has finished")
+    else:
+        parts.append(f"about {format_duration(seconds)} left ({study.jobs} job{'s' if study.jobs > 1 else ''}, "
+                     "from the step times so far)")
+    return "; ".join(parts)
 
 
 def _term_with_parent() -> None:
