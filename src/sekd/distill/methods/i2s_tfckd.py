@@ -35,7 +35,7 @@ Efficiency: each tap's Gram matrices and distributions are computed once per cal
 shared by all its pairs (the demo recomputes them per pair). The fusion chains compute each
 unit only at the positions the representative depends on (:class:`FusionChain`; same values
 and gradients, no full-resolution activations, but about 9 % more FLOPs for the InstanceNorm
-statistics: see the README). With ``checkpoint`` they are also recomputed during the backward
+statistics: see docs/training.md). With ``checkpoint`` they are also recomputed during the backward
 pass instead of keeping their activations (one more chain forward, less memory).
 
 Ablations: ``intra``/``inter`` switch either loss off; ``calibration: uniform`` sets
