@@ -3,9 +3,10 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from sekd.checkpoint import load_enhancer
+from sekd.checkpoint import load_enhancer, save_enhancer
 from sekd.cli import main
 from sekd.enhance import enhance_array
+from sekd.models import build_enhancer
 from sekd.signal import SignalConfig
 
 from conftest import speechlike
@@ -68,10 +69,14 @@ def test_enhance_keeps_rate_and_length_and_reports_bad_files(tmp_path, tiny_ckpt
     assert sorted(p.name for p in (out / "in").iterdir()) == ["good44k.wav", "tiny.wav"]  # no temporary files left
 
 
-def test_enhance_refuses_wrong_channel_count(tmp_path, tiny_ckpt, capsys):
+def test_enhance_refuses_wrong_channel_count(tmp_path, capsys):
+    # A model of several microphones takes exactly its channels (a one-channel model enhances each channel:
+    # tests/test_pretrained.py).
+    save_enhancer(build_enhancer("tiny", in_channels=4), tmp_path / "four.ckpt")
     sf.write(tmp_path / "stereo.wav", np.zeros((16000, 2), np.float32), 16000)
-    assert main(["enhance", "--ckpt", str(tiny_ckpt), str(tmp_path / "stereo.wav"), "-o", str(tmp_path / "o")]) == 1
-    assert "stereo.wav: has 2 channel(s) but the model takes 1" in capsys.readouterr().err
+    assert main(["enhance", "--ckpt", str(tmp_path / "four.ckpt"), str(tmp_path / "stereo.wav"), "-o",
+                 str(tmp_path / "o")]) == 1
+    assert "stereo.wav: has 2 channel(s) but the model takes 4" in capsys.readouterr().err
 
 
 def test_bad_checkpoint_is_one_line(tmp_path, capsys):

@@ -6,7 +6,8 @@ The Python API mirrors the ``sekd`` command (imports are lazy, so ``import sekd`
     sekd.build_corpus("data/builtin")                                   # sekd data build
     best = sekd.train(sekd.load_config("configs/cpu-teacher.yaml"))     # sekd train
     sekd.evaluate_many({"teacher": best}, "data/builtin")               # sekd evaluate
-    model = sekd.load_enhancer(best)
+    model = sekd.load_enhancer(best)                                    # or "pretrained:cpu-teacher"
+    sekd.list_models(); sekd.best_model()                               # sekd models (shipped models)
     sekd.enhance_files(model, ["noisy.wav"], "enhanced/")               # sekd enhance
     sekd.profile_model(sekd.build_enhancer("teacher"))                  # sekd profile
     streamer = sekd.load_streamer("causal.ckpt")                        # sekd stream (push/flush)
@@ -27,6 +28,10 @@ _API = {
     "evaluate": "sekd.evaluate",
     "evaluate_many": "sekd.evaluate",
     "load_enhancer": "sekd.checkpoint",
+    "resolve_checkpoint": "sekd.checkpoint",
+    "list_models": "sekd.pretrained",
+    "model_info": "sekd.pretrained",
+    "best_model": "sekd.pretrained",
     "build_enhancer": "sekd.models",
     "enhance_files": "sekd.enhance",
     "enhance_array": "sekd.enhance",

@@ -50,13 +50,24 @@ def save_checkpoint_file(checkpoint: dict, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """The file a checkpoint argument names: a path, or ``pretrained:NAME`` for a model shipped with
+    sekd (:mod:`sekd.pretrained`; an unknown name is a SekdError listing the known ones).
+
+    The one place that resolves such references: every reader of checkpoints goes through it.
+    """
+    from . import pretrained
+    return pretrained.model_path(str(ref)) if pretrained.is_reference(ref) else Path(ref)
+
+
 def read_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
     """A checkpoint's contents, unpickled with ``weights_only=True``: tensors and plain data only.
 
     Checkpoints are shared between people, and a full unpickle runs whatever code the file
-    names; a file that needs more than plain data is refused, naming the file.
+    names; a file that needs more than plain data is refused, naming the file. ``path`` may
+    be ``pretrained:NAME`` (:func:`resolve_checkpoint`).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise SekdError(f"{path}: checkpoint not found")
     try:
@@ -70,8 +81,8 @@ def read_checkpoint_file(path: str | Path, map_location="cpu") -> dict:
 
 
 def load_enhancer(path: str | Path, device: str = "cpu") -> SpeechEnhancer:
-    """Rebuild the enhancer stored in a checkpoint, in eval mode."""
-    path = Path(path)
+    """Rebuild the enhancer stored in a checkpoint (a path or ``pretrained:NAME``), in eval mode."""
+    path = resolve_checkpoint(path)
     ckpt = read_checkpoint_file(path, device)
     if not isinstance(ckpt, dict) or "sekd" not in ckpt or "state_dict" not in ckpt:
         raise SekdError(f"{path}: not a sekd checkpoint (no model configuration inside)")

@@ -133,21 +133,40 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .pretrained import format_models, list_models
+    print(json.dumps(list_models(), indent=1, ensure_ascii=False) if args.json else format_models())
+    return 0
+
+
+def _checkpoint_or_best(ckpt: str | None, causal: bool | None = None) -> str:
+    """``--ckpt``, or else the best shipped model (the causal ones for streaming), said on stderr."""
+    if ckpt:
+        return ckpt
+    from .pretrained import PREFIX, best_model, test_score
+    best = best_model(causal=causal)
+    print(f"using the shipped model {best['name']} (test PESQ-WB {test_score(best):.2f}); --ckpt to choose another; "
+          "'sekd models' lists them", file=sys.stderr)
+    return PREFIX + best["name"]
+
+
 def cmd_enhance(args) -> int:
     from .checkpoint import load_enhancer
     from .enhance import enhance_files
     chunking = dict(chunk_seconds=args.chunk_seconds)
+    ckpt = _checkpoint_or_best(args.ckpt, causal=True if args.stream else None)
     if args.stream:
         import torch
 
         from .streaming import StreamedModel, load_streamer
         torch.set_num_threads(1)
-        model = StreamedModel(load_streamer(args.ckpt, engine=args.engine))
+        model = StreamedModel(load_streamer(ckpt, engine=args.engine))
         chunking = dict(chunk_seconds=1e9)  # the stream's memory is bounded: no chunks needed
     else:
         from .device import resolve_device
-        model = load_enhancer(args.ckpt, device=str(resolve_device(args.device)))
-    errors = enhance_files(model, args.inputs, args.output, progress=not args.quiet, format=args.format, **chunking)
+        model = load_enhancer(ckpt, device=str(resolve_device(args.device)))
+    errors = enhance_files(model, args.inputs, args.output, progress=not args.quiet, format=args.format,
+                           downmix=args.downmix, **chunking)
     return 1 if errors else 0
 
 
@@ -160,10 +179,12 @@ def cmd_stream(args) -> int:
         check_output_file(args.output, (args.input,) if args.input != "-" else ())
     torch.set_num_threads(args.threads)
     engine = "onnx" if args.onnx else args.engine
-    streamer = load_streamer(args.ckpt, engine=engine, onnx_model=args.onnx)
+    # An exported model (--onnx) is not replaced by a shipped one; only no model at all falls back to them.
+    ckpt = args.ckpt or (None if args.onnx else _checkpoint_or_best(None, causal=True))
+    streamer = load_streamer(ckpt, engine=engine, onnx_model=args.onnx)
     logging.getLogger("sekd").debug("streaming with %s, latency %d samples (%.2f ms)", engine, streamer.latency,
                                     streamer.latency_ms)
-    stream_file(streamer, args.input, args.output)
+    stream_file(streamer, args.input, args.output, downmix=args.downmix)
     return 0
 
 
@@ -240,12 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     m = _add(sub, "methods", "list the distillation methods", "  sekd methods")
     m.set_defaults(func=cmd_methods)
 
+    ms = _add(sub, "models", "list the models shipped with sekd: size, cost, test scores, the study that made them; "
+              "any --ckpt takes pretrained:NAME",
+              "  sekd models\n  sekd models --json\n  sekd enhance --ckpt pretrained:cpu-teacher noisy.wav -o enhanced/")
+    ms.add_argument("--json", action="store_true", help="every model's metadata (training config, scores, data "
+                    "licences, file) as JSON")
+    ms.set_defaults(func=cmd_models)
+
     e = _add(sub, "evaluate", "score models and the unprocessed input: PESQ, STOI, ESTOI, SI-SDR, DNSMOS",
              "  sekd evaluate --ckpt runs/teacher/checkpoints/best.ckpt --data data/builtin\n"
              "  sekd evaluate --ckpt teacher=t.ckpt --ckpt student=s.ckpt --data vb_test/ --json scores.json\n"
              "  sekd evaluate --ckpt best.ckpt --peer rnnoise --peer nsnet2 --data data/builtin")
     e.add_argument("--ckpt", action="append", default=[], metavar="[NAME=]CKPT",
-                   help="checkpoint to score (repeatable); without it only the input is scored")
+                   help="checkpoint (or pretrained:NAME, see 'sekd models') to score (repeatable); without it only "
+                        "the input is scored")
     e.add_argument("--peer", action="append", default=[], choices=("rnnoise", "nsnet2"),
                    help="also score a known small denoiser (repeatable); same as --ckpt peer:NAME")
     e.add_argument("--data", required=True, help="corpus folder, manifest CSV, or paired folder (noisy/, clean/)")
@@ -304,16 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     n = _add(sub, "enhance", "enhance audio files or folders with a trained model",
+             "  sekd enhance noisy.wav -o enhanced/     # the best shipped model\n"
              "  sekd enhance --ckpt best.ckpt noisy.wav -o enhanced/\n"
+             "  sekd enhance --ckpt pretrained:cpu-student-i2s stereo.wav -o enhanced/ --downmix\n"
              "  sekd enhance --ckpt best.ckpt recordings/ more.flac -o enhanced/\n"
              "  sekd enhance --ckpt l3das23.ckpt L3DAS23_Task1_dev/data -o submission/ --format l3das23-submission")
     n.add_argument("inputs", nargs="+", help="audio files or folders (any sample rate, any length)")
-    n.add_argument("--ckpt", required=True)
+    n.add_argument("--ckpt", help="checkpoint, or pretrained:NAME (sekd models); default: the shipped model of the "
+                   "best test PESQ-WB (the best causal one with --stream)")
     n.add_argument("-o", "--output", required=True, help="output folder")
     n.add_argument("--chunk-seconds", type=float, default=10.0, help="process long files in chunks of this length")
     n.add_argument("--format", choices=("wav", "l3das23-submission"), default="wav",
                    help="wav: audio files; l3das23-submission: <id>.npy per clip, mono float32 of the input's length "
                         "(<id>_A/<id>_B files are one clip)")
+    n.add_argument("--downmix", action="store_true",
+                   help="mix a multi-channel file to mono first (default: a one-channel model enhances each channel "
+                        "and keeps them)")
     n.add_argument("--stream", action="store_true",
                    help="causal models: run the streaming engine hop by hop (sekd stream), one thread")
     n.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="with --stream: PyTorch or onnxruntime")
@@ -328,12 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
               "  cat noisy.raw | sekd stream --ckpt causal.ckpt - -o - > enhanced.raw\n"
               "  sekd stream --ckpt causal.ckpt --engine onnx noisy.wav -o enhanced.wav")
     st.add_argument("input", help="audio file (any rate; resampled to 16 kHz) or - for raw PCM on stdin")
-    st.add_argument("--ckpt", required=True, help="checkpoint of a causal model")
+    st.add_argument("--ckpt", help="checkpoint of a causal model, or pretrained:NAME (sekd models); default: the "
+                    "causal shipped model of the best test PESQ-WB")
     st.add_argument("-o", "--output", required=True, help="WAV file (16 kHz) or - for raw PCM on stdout")
     st.add_argument("--engine", choices=("torch", "onnx"), default="torch",
                     help="run the network in PyTorch or in onnxruntime (exported in memory)")
     st.add_argument("--onnx", help="run this exported model (sekd export) in onnxruntime")
     st.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    st.add_argument("--downmix", action="store_true",
+                    help="mix a multi-channel file to mono first (default: a one-channel model streams each channel "
+                         "and keeps them)")
     st.set_defaults(func=cmd_stream)
 
     x = _add(sub, "export", "export a causal model's per-hop network to ONNX, its state as inputs and outputs "
@@ -346,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = _add(sub, "profile", "parameters, MACs per second of audio, and real-time factor on this CPU",
              "  sekd profile --model teacher\n  sekd profile --ckpt best.ckpt --json")
     f.add_argument("--model", help="preset name")
-    f.add_argument("--ckpt", help="checkpoint")
+    f.add_argument("--ckpt", help="checkpoint, or pretrained:NAME (sekd models)")
     f.add_argument("--in-channels", type=int, default=1, help="microphone channels (with --model)")
     f.add_argument("--causal", action="store_true", help="causal variant (with --model)")
     f.add_argument("--seconds", type=float, default=10.0, help="audio length for the real-time factor")

@@ -601,7 +601,7 @@ def example_signals(systems: dict[str, list[dict]], results_dir: Path, count: in
     """For the first ``count`` evaluation files: ``(id, [(label, waveform)])`` with the noisy input,
     the clean reference and the teacher, I²S-TFCKD and no-KD students (first seed each); or
     ``([], why)`` when the study file, the corpus or a checkpoint is gone."""
-    from .checkpoint import load_enhancer
+    from .checkpoint import load_enhancer, resolve_checkpoint
     from .data.datasets import list_pairs, load_pair
     from .enhance import enhance_array
     study = _study_config(results_dir)
@@ -611,7 +611,11 @@ def example_signals(systems: dict[str, list[dict]], results_dir: Path, count: in
     for name, _ in EXAMPLE_SYSTEMS:
         if name in systems:
             first = min(systems[name], key=lambda r: r["seed"])
-            if not Path(first.get("checkpoint", "")).is_file():
+            try:
+                found = resolve_checkpoint(first.get("checkpoint", "")).is_file()  # pretrained:NAME too
+            except SekdError:  # a shipped model this installation no longer has
+                found = False
+            if not found:
                 return [], f"checkpoint {first.get('checkpoint')} not found"
             ckpts[name] = first["checkpoint"]
     try:

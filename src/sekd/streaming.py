@@ -175,20 +175,32 @@ def _to_raw(audio: np.ndarray) -> bytes:
     return np.rint(np.clip(audio, -1.0, 1.0) * 32767.0).astype(RAW_DTYPE).tobytes()
 
 
-def stream_file(streamer: StreamingEnhancer, src: str, dst: str, block: int | None = None) -> int:
+def stream_file(streamer: StreamingEnhancer, src: str, dst: str, block: int | None = None,
+                downmix: bool = False) -> int:
     """Stream ``src`` to ``dst``; ``-`` is raw 16 kHz 16-bit PCM on standard input / output.
 
     Raw input is processed as it arrives and raw output is written (and flushed) after every
     block, so the command can sit in a pipe. A WAV output is 16 kHz, written atomically at
     the end. The output is aligned with the input (the first ``latency`` samples of the
     engine, the delay, are dropped) and has its length. Returns the number of samples.
+    A one-channel model streams each channel of a multi-channel file on its own and keeps
+    the channels, or with ``downmix`` their mean (:func:`sekd.enhance.model_inputs`).
     """
+    from .enhance import check_downmix, model_inputs
+    check_downmix(streamer.channels, downmix)
     if src == "-":
         blocks = _raw_blocks(sys.stdin.buffer, streamer.channels)
     else:
-        audio, _ = read_audio(src)
-        if audio.shape[0] != streamer.channels:
-            raise SekdError(f"{src}: has {audio.shape[0]} channel(s) but the model takes {streamer.channels}")
+        inputs = model_inputs(read_audio(src)[0], streamer.channels, src, downmix)
+        if len(inputs) > 1:  # the channels one after another, each a stream of its own (the file is all there)
+            enhanced = np.stack([stream_array(streamer, x, block) for x in inputs])
+            if dst == "-":
+                sys.stdout.buffer.write(_to_raw(enhanced.T))  # channels interleaved
+                sys.stdout.buffer.flush()
+            else:
+                write_audio(dst, enhanced)
+            return enhanced.shape[1]
+        audio = inputs[0]
         step = block or streamer.cfg.hop
         blocks = (audio[:, i:i + step] for i in range(0, audio.shape[1], step))
     to_drop, total, kept = streamer.latency, 0, []

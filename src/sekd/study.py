@@ -563,9 +563,10 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
 
 def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | None) -> None:
     """Every problem of the training, validation and (with ``pairs``) evaluation data, before hours of training."""
+    from .checkpoint import resolve_checkpoint
     from .data.checks import require_good_pairs
     configs = [cfg for cfg in (run_config(study, run) for run in runs) if cfg is not None]
-    if study.teacher.checkpoint and not Path(study.teacher.checkpoint).is_file():
+    if study.teacher.checkpoint and not resolve_checkpoint(study.teacher.checkpoint).is_file():  # pretrained:NAME too
         raise SekdError(f"teacher.checkpoint {study.teacher.checkpoint}: file not found")
     for channels in sorted({cfg.model.in_channels for cfg in configs}):
         if pairs is not None:
