@@ -227,3 +227,15 @@ def test_ship_models_writes_and_replaces_shipped_models(tmp_path, monkeypatch):
     assert not (out / "t.ckpt").exists()
     (Path("next") / "pkt" / "seed0" / "result.json").unlink()
     assert ship_models.main(["--out", str(out), "s=next/pkt/seed0"]) == 2  # not a finished run: one line, nothing written
+
+
+def test_a_study_distils_from_a_shipped_teacher(tmp_path):
+    from sekd.study import check_study_data, load_study, plan_runs, run_config
+    from test_study import write_study
+    path = write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out")
+    study = load_study(path, ["teacher.checkpoint=pretrained:cpu-teacher"])
+    check_study_data(study, [], None)  # the teacher's file is found
+    student = next(run for run in plan_runs(study, {"i2s_tfckd": 1.0}) if run.method == "i2s_tfckd")
+    assert run_config(study, student).extra["distill"]["teacher"] == "pretrained:cpu-teacher"
+    with pytest.raises(SekdError, match="pretrained:nope: no shipped model"):
+        check_study_data(load_study(path, ["teacher.checkpoint=pretrained:nope"]), [], None)
