@@ -12,7 +12,9 @@ torch.bfloat16)`` around the forward. Weights are random (cost does not depend o
 
 Printed: the CPU's relevant features, then per step kind and precision the mean step time
 (after warm-up), audio seconds trained per second, and the ratio to the fp32 step of the same
-kind; then the time to load one batch; then (``--jobs 2``, the default) how the cores are best
+kind; then the time to load one batch, and to mix one afresh (``data.mixing: online`` on the
+corpus's pools, or ``--pools``) as a share of the fp32 step (the goal: under 5 %); then
+(``--jobs 2``, the default) how the cores are best
 shared: fp32 steps of one run on all threads against ``jobs`` runs at once (separate
 processes, one thread each, the way ``sekd study`` runs with ``jobs``), as steps per second
 of the whole machine. Run it on an idle machine (pause other jobs).
@@ -21,6 +23,7 @@ of the whole machine. Run it on an idle machine (pause other jobs).
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +78,26 @@ def batches(cfg, count: int) -> tuple[list, float]:
     return out, (time.perf_counter() - start) / len(out)
 
 
+def online_batch_seconds(cfg, pools: str | None, count: int) -> float | None:
+    """Mean seconds to mix one batch afresh (``data.mixing: online``, main process), after ``count`` batches of
+    warm-up (a run keeps the recent rooms' spectra: their first use is not the steady cost); None without pools."""
+    from sekd.engine.train import make_loaders
+    from sekd.errors import SekdError
+    online = copy.deepcopy(cfg)
+    online.data.mixing, online.data.pools = "online", pools
+    try:
+        loader = iter(make_loaders(online)[0])
+    except SekdError as exc:
+        print(f"\nOnline mixing not timed: {exc}")
+        return None
+    for _ in range(count):
+        next(loader)
+    start = time.perf_counter()
+    for _ in range(count):
+        next(loader)
+    return (time.perf_counter() - start) / count
+
+
 def time_steps(module, data: list, precision: str, warmup: int) -> float:
     optimiser = module.configure_optimizers()["optimizer"]
     module.train()
@@ -122,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once in the sharing comparison (1: skip it)")
+    parser.add_argument("--pools", help="pools for the online-mixing cost (default: the corpus's, from sekd data build)")
+    parser.add_argument("--mix-batches", type=int, default=30, help="batches mixed online to time (after as many "
+                                                                     "of warm-up)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # worker: time this step kind, print JSON
     args = parser.parse_args(argv)
     if args.threads:
@@ -148,6 +174,20 @@ def main(argv: list[str] | None = None) -> None:
                       f"{audio / step:.1f} | {step / fp32:.2f} |", flush=True)
         print("\nLoading one batch (random crops from the corpus, main process): "
               + ", ".join(f"{kind} {seconds * 1e3:.0f} ms" for kind, seconds in load_times.items()))
+        mixing = {}
+        for kind, (_, cfg) in modules.items():
+            if (seconds := online_batch_seconds(cfg, args.pools, args.mix_batches)) is None:
+                break
+            mixing[kind] = seconds
+        if len(mixing) == len(modules):
+            cfg = next(iter(modules.values()))[1].data
+            print(f"\nOnline mixing (data.mixing=online, main process, mean of {args.mix_batches} batches; rir_prob "
+                  f"{cfg.rir_prob}, noises {cfg.noises_per_example}), against the fp32 step\n")
+            print("| step | batch × crop | mix one batch ms | fp32 step s | mixing / step |")
+            print("|---|---|---:|---:|---:|")
+            for kind, (_, cfg) in modules.items():
+                print(f"| {kind} | {cfg.data.batch_size} × {cfg.data.crop_seconds:g} s | {mixing[kind] * 1e3:.1f} | "
+                      f"{fp32_steps[kind]:.2f} | {100 * mixing[kind] / fp32_steps[kind]:.1f} % |", flush=True)
     if args.jobs > 1:
         print(f"\nSharing the cores (fp32): one run on {torch.get_num_threads()} threads against {args.jobs} runs at "
               "once with one thread each\n")

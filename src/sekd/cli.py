@@ -226,22 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="build or inspect corpora").add_subparsers(dest="data_command", required=True,
                                                                                metavar="ACTION")
-    b = _add(data, "build", "build the built-in corpus from Debian packages (no downloads beyond the registries)",
+    b = _add(data, "build", "build the built-in corpus from Debian packages (no downloads beyond the registries), "
+                            "with its train split's pools for online mixing (OUT/pools)",
              "  sekd data build data/builtin\n  sekd data build /tmp/tiny --small --seed 1\n"
              "  sekd data build data/l3das23 --layout l3das23")
     b.add_argument("out", help="output folder")
     b.add_argument("--layout", choices=("builtin", "l3das23"), default="builtin",
-                   help="builtin: mono pairs with manifest.csv; l3das23: two 4-channel Ambisonics mics in the "
-                        "L3DAS23 Task 1 layout")
+                   help="builtin: mono pairs with manifest.csv and pools/ (clean, noise, rir); l3das23: two "
+                        "4-channel Ambisonics mics in the L3DAS23 Task 1 layout")
     b.add_argument("--small", action="store_true", help="a tiny corpus for tests and smoke runs")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_data_build)
     c = _add(data, "check", "recognise a corpus's layout (L3DAS23, DNS, VoiceBank-DEMAND, paired folders, "
-                            "manifest) and validate it: pairs, sample rates, channels, lengths",
-             "  sekd data check /data/L3DAS23\n  sekd data check /data/DNS/test_set/synthetic/no_reverb")
-    c.add_argument("dir", help="corpus folder (or manifest CSV)")
+                            "manifest) or its pools for online mixing (clean/ noise/ rir/, the DNS Challenge "
+                            "download) and validate it: pairs or pool files, sample rates, channels, lengths, hours",
+             "  sekd data check /data/L3DAS23\n  sekd data check /data/DNS/test_set/synthetic/no_reverb\n"
+             "  sekd data check /data/DNS-Challenge   # datasets_fullband/{clean_fullband,noise_fullband,...}\n"
+             "  sekd data check my_pools/             # clean/ noise/ [rir/]")
+    c.add_argument("dir", help="corpus or pools folder (or manifest CSV)")
     c.set_defaults(func=cmd_data_check)
 
     t = _add(sub, "train", "train a model (Lightning; resumes from the run's last checkpoint)",

@@ -29,6 +29,24 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 0            # DataLoader worker processes
     valid_files: int | None = 40    # validate on the first N validation files (None = all)
+    # Training examples: fixed = crops of the corpus's noisy/clean pairs; online = each example mixed afresh
+    # from pools of clean speech, noise and room impulse responses (sekd.data.mixing). Validation and test
+    # stay the fixed files (data.valid, or the valid split of data.train).
+    mixing: str = "fixed"
+    # The online keys below; left out of the resolved config of a fixed run (it equals one written before them)
+    pools: str | None = None        # clean/ noise/ [rir/] folder, DNS Challenge download; None: data.train's pools
+    snr_range: list = field(default_factory=lambda: [-5.0, 20.0])    # dB: speech (as in the input) over noise
+    level_range: list = field(default_factory=lambda: [-35.0, -15.0])  # dBFS: RMS of the noisy input
+    rir_prob: float = 0.4           # share of examples in a room (target: direct path + 50 ms of early reflections)
+    noises_per_example: list = field(default_factory=lambda: [1, 1])   # [min, max] noise files summed
+    skip_bad: bool = False          # leave out bad pool files (counted in the log) instead of refusing them
+
+    ONLINE_KEYS: typing.ClassVar[tuple[str, ...]] = ("mixing", "pools", "snr_range", "level_range", "rir_prob",
+                                                     "noises_per_example", "skip_bad")
+
+    def omitted_keys(self) -> tuple[str, ...]:
+        """Keys left out of the resolved config: the online-mixing ones while mixing is fixed."""
+        return self.ONLINE_KEYS if self.mixing == "fixed" else ()
 
 
 @dataclass
@@ -106,7 +124,9 @@ def _to_keys(section) -> dict:
     """A section as YAML keys (``class_`` back to ``class``)."""
     fields = {v: k for k, v in getattr(section, "KEY_FIELDS", {}).items()}
     omit = getattr(section, "OMIT_UNSET", ())
-    return {fields.get(k, k): v for k, v in dataclasses.asdict(section).items() if not (k in omit and v is None)}
+    unused = section.omitted_keys() if hasattr(section, "omitted_keys") else ()
+    return {fields.get(k, k): v for k, v in dataclasses.asdict(section).items()
+            if not (k in omit and v is None) and k not in unused}
 
 
 def _check_value(where: str, value, annotation):
@@ -126,6 +146,8 @@ def _check_value(where: str, value, annotation):
         if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         if kind is dict and isinstance(value, dict):
+            return value
+        if kind is list and isinstance(value, list):
             return value
     names = " or ".join("null" if k is type(None) else "mapping" if k is dict else k.__name__ for k in options)
     raise SekdError(f"{where}: expected {names}, got {value!r}")
@@ -152,6 +174,15 @@ def _at_least(low):
     return lambda v: v >= low, f"at least {low}"
 
 
+def _interval(low=-float("inf"), high=float("inf"), kind=(int, float)):
+    """A ``[low, high]`` pair of numbers of ``kind`` within [low, high], the first not above the second."""
+    def valid(v):
+        return (len(v) == 2 and all(isinstance(x, kind) and not isinstance(x, bool) for x in v)
+                and low <= v[0] <= v[1] <= high)
+    bounds = (f", low >= {low}" if low > -float("inf") else "") + (f", high <= {high}" if high < float("inf") else "")
+    return valid, f"[low, high]: two {'integers' if kind is int else 'numbers'}, low <= high{bounds}"
+
+
 _POSITIVE = (lambda v: v > 0, "greater than 0")
 _NOT_NEGATIVE = _at_least(0)
 _DEVICES = re.compile(r"^(auto|-1|[1-9]\d*|\d+(,\s*\d+)*,?|\[\s*\d+(\s*,\s*\d+)*\s*\])$")
@@ -160,6 +191,10 @@ _DEVICES = re.compile(r"^(auto|-1|[1-9]\d*|\d+(,\s*\d+)*,?|\[\s*\d+(\s*,\s*\d+)*
 RANGES: dict[str, tuple] = {
     "data.crop_seconds": _POSITIVE, "data.batch_size": _at_least(1), "data.num_workers": _NOT_NEGATIVE,
     "data.valid_files": _at_least(1),
+    "data.mixing": (lambda v: v in ("fixed", "online"), "fixed or online"),
+    "data.snr_range": _interval(), "data.level_range": _interval(high=0), "data.rir_prob": (lambda v: 0 <= v <= 1,
+                                                                                          "in [0, 1]"),
+    "data.noises_per_example": _interval(low=1, kind=int),
     "model.channels": _at_least(1), "model.layers": _at_least(1), "model.in_channels": _at_least(1),
     "model.lookback": _at_least(1),
     "signal.n_fft": _at_least(16), "signal.hop": _at_least(1),

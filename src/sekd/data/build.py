@@ -28,6 +28,14 @@ Output: ``OUT/<split>/{noisy,clean}/<id>.wav`` (16 kHz mono PCM-16), ``OUT/manif
 written last and atomically, so a folder with a manifest holds a complete corpus. Building
 again into a folder that holds a complete corpus of the same seed and settings does
 nothing; otherwise what an earlier build left there is removed and the corpus rebuilt.
+
+Pools for on-the-fly mixing (``data.mixing: online``, mixing.py), from the train split only
+(:func:`write_pools`): ``OUT/pools/clean/`` (dry speech of the train speakers, drawn like a
+mixture's speech, in files of 10 s), ``OUT/pools/noise/`` (10 s files of every noise type, as
+many of each as its share of the mixtures) and ``OUT/pools/rir/`` (64 impulse responses: the
+train split's rooms, then more of the same kind, as 32-bit float WAV), and
+``OUT/pools/pools.json`` written last. A complete corpus without (complete) pools gets them
+on the next build, its mixtures untouched.
 """
 
 from __future__ import annotations
@@ -46,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 import pyroomacoustics as pra
-from scipy.signal import fftconvolve
 
 from ..audio import SAMPLE_RATE, atomic_write_text, remove_stale_temps, write_audio
 from ..workers import die_with_parent
 from ..errors import SekdError
 from ..progress import progress_bar
 from .debian import attribution_markdown, ensure_packages, package_version
+from .mixing import EARLY_S, PEAK, level_gain, reverberate, scale_to_snr
 from .noise import NOISE_TYPES, fill, load_noise, make_noise, noise_files, rms
 from .noise import PACKAGES as NOISE_PACKAGES
 from .sources import PACKAGES as SPEECH_PACKAGES
@@ -61,21 +69,21 @@ from .sources import SPLITS, load_utterance, select_utterances
 PACKAGES = (*SPEECH_PACKAGES, *NOISE_PACKAGES)
 MANIFEST_COLUMNS = ("split", "id", "noisy", "clean", "speaker", "source", "language", "noise_type",
                     "snr_db", "room", "duration_s")
-OWN_NAMES = {*SPLITS, "manifest.csv", "corpus.json", "ATTRIBUTION.md"}
+OWN_NAMES = {*SPLITS, "manifest.csv", "corpus.json", "ATTRIBUTION.md", "pools"}
 RECIPE_VERSION = 1  # raise when the recipe changes, so that older corpora are rebuilt
+POOLS_RECIPE_VERSION = 1  # the same for the pools alone
 
 SNR_DB = (-5.0, 20.0)
 LEVEL_DBFS = (-35.0, -15.0)
-PEAK = 0.99
 REVERB_SHARE = 0.4
 SYNTHETIC_SHARE = 0.3
-EARLY_S = 0.05
 RT60_S = (0.2, 0.8)
 ROOM_DIMS_M = ((3.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # low and high corners of length, width, height
 SOURCE_DISTANCE_M = (0.5, 3.0)
 WALL_MARGIN_M = 0.5
 PAUSE_S = (0.1, 0.5)
 LEAD_S = (0.0, 0.5)
+POOL_LEVEL_DBFS = -25.0  # RMS of every clean and noise pool file (online mixing sets its own levels)
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,19 @@ DEFAULT_SIZE = CorpusSize(mixtures={"train": 900, "valid": 150, "test": 150}, du
 SMALL_SIZE = CorpusSize(mixtures={"train": 40, "valid": 8, "test": 8}, duration_s=(2.0, 3.0),
                         utterances_per_voice=5, sentences_per_voice=2,
                         rooms={"train": 3, "valid": 2, "test": 2})
+
+
+@dataclass(frozen=True)
+class PoolSize:
+    clean_files: int
+    noise_files: int
+    file_s: float  # the length of every clean and noise file
+    rirs: int      # the train split's rooms first, then more drawn alike
+
+
+# About the train mixtures' hours of speech and half as much noise; 32 rooms more than the corpus's train rooms.
+DEFAULT_POOLS = PoolSize(clean_files=400, noise_files=200, file_s=10.0, rirs=64)
+SMALL_POOLS = PoolSize(clean_files=8, noise_files=9, file_s=4.0, rirs=3)
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -133,11 +154,8 @@ def _simulate_room(task: tuple[int, str, int]) -> Room:
 
 def _reverberate(speech: np.ndarray, room: Room) -> tuple[np.ndarray, np.ndarray]:
     """(full reverberant speech, direct path + early reflections), aligned with ``speech``."""
-    span = slice(room.direct, room.direct + len(speech))
-    wet = fftconvolve(speech, room.rir)[span]
-    early = fftconvolve(speech, room.rir[: room.direct + int(EARLY_S * SAMPLE_RATE)])[span]
-    gain = rms(speech) / rms(early)
-    return wet * gain, early * gain
+    wet, early = reverberate(speech, room.rir[None], room.direct)
+    return wet[0], early
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,7 @@ class SplitState:
     weights: np.ndarray  # probability of each voice
     rooms: list[Room]
     noise: dict[str, list[np.ndarray]]
+    pool_size: PoolSize = DEFAULT_POOLS
 
     def talkers(self, speaker: str) -> list[list[np.ndarray]]:
         """The clips of every other speaker of the split, one list per speaker (for babble)."""
@@ -195,9 +214,8 @@ def _mix(index: int) -> dict[str, str]:
     noise_type = str(rng.choice(list(NOISE_TYPES), p=list(NOISE_TYPES.values())))
     noise = make_noise(noise_type, n, rng, s.noise, s.talkers(voice.speaker))
     snr_db = rng.uniform(*SNR_DB)
-    noisy = reverberant + noise * (rms(reverberant) / rms(noise) / 10 ** (snr_db / 20))
-    gain = 10 ** (rng.uniform(*LEVEL_DBFS) / 20) / rms(noisy)
-    gain = min(gain, PEAK / max(np.abs(noisy).max(), np.abs(clean).max()))
+    noisy = reverberant + scale_to_snr(reverberant, noise, snr_db)
+    gain = level_gain(noisy, clean, rng.uniform(*LEVEL_DBFS))
     mixture_id = f"{s.name}-{index:05d}"
     paths = {kind: f"{s.name}/{kind}/{mixture_id}.wav" for kind in ("noisy", "clean")}
     write_audio(s.out / paths["noisy"], noisy * gain)
@@ -205,6 +223,77 @@ def _mix(index: int) -> dict[str, str]:
     return {"split": s.name, "id": mixture_id, **paths, "speaker": voice.speaker, "source": voice.source,
             "language": voice.language, "noise_type": noise_type, "snr_db": f"{snr_db:.2f}",
             "room": room.description if room else "none", "duration_s": f"{n / SAMPLE_RATE:.3f}"}
+
+
+def _pool_gain(audio: np.ndarray) -> np.ndarray:
+    return audio * level_gain(audio, audio, POOL_LEVEL_DBFS)
+
+
+def _pool_clean(index: int) -> float:
+    """Write clean pool file ``index``: one train speaker's utterances with pauses, drawn as a mixture's speech."""
+    s = _STATE
+    rng = _rng(s.seed, "pool", "clean", index)
+    voice = s.voices[rng.choice(len(s.voices), p=s.weights)]
+    speech = fill(voice.clips, int(s.pool_size.file_s * SAMPLE_RATE), rng, gap_s=PAUSE_S)
+    write_audio(s.out / "pools" / "clean" / f"{index:05d}-{voice.speaker}.wav", _pool_gain(speech))
+    return len(speech) / SAMPLE_RATE
+
+
+def _pool_noise(task: tuple[int, str]) -> float:
+    """Write noise pool file ``index`` of type ``kind`` (babble: the train speakers)."""
+    index, kind = task
+    s = _STATE
+    rng = _rng(s.seed, "pool", "noise", index)
+    noise = make_noise(kind, int(s.pool_size.file_s * SAMPLE_RATE), rng, s.noise, s.talkers(""))
+    write_audio(s.out / "pools" / "noise" / f"{index:05d}-{kind}.wav", _pool_gain(noise))
+    return len(noise) / SAMPLE_RATE
+
+
+def _noise_kinds(count: int) -> list[str]:
+    """``count`` noise types in the shares of NOISE_TYPES (largest remainders), in the table's order."""
+    quotas = {kind: share * count for kind, share in NOISE_TYPES.items()}
+    counts = {kind: int(q) for kind, q in quotas.items()}
+    for kind in sorted(quotas, key=lambda k: counts[k] - quotas[k])[:count - sum(counts.values())]:
+        counts[kind] += 1
+    return [kind for kind in NOISE_TYPES for _ in range(counts[kind])]
+
+
+def _pool_settings(seed: int, small: bool) -> dict:
+    """Everything the pools depend on, as JSON values (compared on a rebuild)."""
+    return json.loads(json.dumps({
+        "pools_recipe": POOLS_RECIPE_VERSION, "corpus": _settings(seed, small),
+        "size": asdict(SMALL_POOLS if small else DEFAULT_POOLS), "level_dbfs": POOL_LEVEL_DBFS,
+    }))
+
+
+def _pools_complete(folder: Path, settings: dict) -> bool:
+    try:
+        info = json.loads((folder / "pools.json").read_text())
+    except (OSError, ValueError):
+        return False
+    files = info.get("files") or {}
+    return (info.get("settings") == settings and bool(files)
+            and all(len(list((folder / pool).glob("*.wav"))) == count for pool, count in files.items()))
+
+
+def write_pools(state: SplitState, settings: dict, workers: int, progress: bool) -> None:
+    """``OUT/pools/{clean,noise,rir}/`` and ``pools.json`` from the train split's ``state`` (see the docstring)."""
+    folder = state.out / "pools"
+    if folder.exists():
+        shutil.rmtree(folder)
+    size = state.pool_size
+    clean_s = _map(_pool_clean, range(size.clean_files), workers, "pools: speech", progress, state)
+    noise_s = _map(_pool_noise, list(enumerate(_noise_kinds(size.noise_files))), workers, "pools: noise", progress,
+                   state)
+    more = [(state.seed, state.name, k) for k in range(len(state.rooms), size.rirs)]
+    rooms = state.rooms[:size.rirs] + _map(_simulate_room, more, workers, "pools: rooms", progress)
+    for k, room in enumerate(rooms):
+        write_audio(folder / "rir" / f"room-{k:03d}.wav", room.rir, subtype="FLOAT")
+    info = {"settings": settings, "files": {"clean": len(clean_s), "noise": len(noise_s), "rir": len(rooms)},
+            "hours": {"clean": round(sum(clean_s) / 3600, 4), "noise": round(sum(noise_s) / 3600, 4)},
+            "noise_types": dict(Counter(_noise_kinds(size.noise_files))),
+            "rooms": [room.description for room in rooms]}
+    atomic_write_text(folder / "pools.json", json.dumps(info, indent=2) + "\n")
 
 
 def _map(fn: Callable, items: Sequence, workers: int, desc: str, progress: bool,
@@ -232,7 +321,8 @@ def _voice_weights(voices: list[Voice]) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: int, progress: bool) -> SplitState:
+def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: int, progress: bool,
+                   pool_size: PoolSize = DEFAULT_POOLS) -> SplitState:
     utterances = select_utterances(split, _rng(seed, split, "speech"), size.utterances_per_voice,
                                    size.sentences_per_voice)
     clips = _map(load_utterance, utterances, workers, f"{split}: speech", progress)
@@ -250,7 +340,7 @@ def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: 
         raise SekdError(f"split {split}: too little source audio ({len(speakers)} speakers, no noise files "
                         f"of kind: {', '.join(empty) or '-'}); are the Debian packages complete?")
     voice_list = list(voices.values())
-    return SplitState(split, seed, size, out, voice_list, _voice_weights(voice_list), rooms, noise)
+    return SplitState(split, seed, size, out, voice_list, _voice_weights(voice_list), rooms, noise, pool_size)
 
 
 def _settings(seed: int, small: bool) -> dict:
@@ -322,23 +412,31 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False,
     ``small`` makes a tiny corpus for tests (40/8/8 mixtures of 2-3 s); the default one has
     about 1.1 h of train and 11 min each of valid and test mixtures (900/150/150 of 3-6 s).
     ``workers`` processes (default: all CPUs) do not change the output. Installs missing
-    Debian packages first (see debian.py). See the module docstring for the recipe.
+    Debian packages first (see debian.py). See the module docstring for the recipe; the
+    pools for online mixing are written too (:func:`write_pools`), and added to a complete
+    corpus that lacks them.
     """
     workers = build_workers(seed, workers)
     out = Path(out_dir)
     manifest = out / "manifest.csv"
-    settings = _settings(seed, small)
+    settings, pool_settings = _settings(seed, small), _pool_settings(seed, small)
+    size, pool_size = (SMALL_SIZE, SMALL_POOLS) if small else (DEFAULT_SIZE, DEFAULT_POOLS)
     if _is_complete(out, settings):
+        if not _pools_complete(out / "pools", pool_settings):  # a corpus built before the pools existed
+            ensure_packages(PACKAGES)
+            write_pools(_prepare_split("train", seed, size, out, workers, progress, pool_size), pool_settings,
+                        workers, progress)
         return manifest
     _clear(out)
     remove_stale_temps(out)  # a killed build's .corpus.json.* and the like
     ensure_packages(PACKAGES)
-    size = SMALL_SIZE if small else DEFAULT_SIZE
     rows: list[dict[str, str]] = []
     splits: dict[str, dict] = {}
     for split in SPLITS:
-        state = _prepare_split(split, seed, size, out, workers, progress)
+        state = _prepare_split(split, seed, size, out, workers, progress, pool_size)
         split_rows = _map(_mix, range(size.mixtures[split]), workers, f"{split}: mixtures", progress, state)
+        if split == "train":
+            write_pools(state, pool_settings, workers, progress)
         rows += split_rows
         splits[split] = {
             "mixtures": len(split_rows),

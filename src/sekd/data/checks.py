@@ -8,10 +8,17 @@ frame (pystoi and PESQ cannot score it), NaN or infinite samples, a silent refer
 (SI-SDR against silence is −90 dB and drowns any mean). ``sekd train``, ``distill``,
 ``evaluate`` and ``study`` refuse data with problems, listing each with its file;
 ``sekd data check`` reports the same.
+
+Pools for on-the-fly mixing get the same scrutiny per file (:func:`pool_file_problems`:
+unreadable, empty, truncated, NaN, silent, a clean file shorter than a training crop, a
+noise file shorter than one STFT frame, an impulse response with fewer channels than the
+model's microphones); :func:`require_good_pools` refuses them, or leaves them out with
+``data.skip_bad``.
 """
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +28,9 @@ import soundfile as sf
 from ..audio import wav_truncation
 from ..errors import SekdError
 from .datasets import Pair
+from .mixing import PoolFile, Pools
+
+log = logging.getLogger("sekd")
 
 MIN_SAMPLES = 512        # at 16 kHz: one STFT frame of the default n_fft, and above pystoi's ~410
 SILENT_PEAK = 1e-5       # a reference whose peak is below −100 dBFS holds no speech
@@ -110,3 +120,59 @@ def require_good_pairs(pairs: list[Pair], what: str, in_channels: int | None = N
         lines = [line for problems in bad.values() for line in problems]
         raise SekdError(f"{what}: {len(bad)} of {len(pairs)} pair(s) have problems; fix or remove them "
                         "(sekd data check lists them too):\n" + "\n".join(f"  {line}" for line in lines))
+
+
+def pool_file_problems(file: PoolFile, pool: str, crop_samples: int = MIN_SAMPLES,
+                       in_channels: int | None = None) -> list[str]:
+    """What is wrong with one file of pool ``pool`` (clean, noise, rir), each line naming it; empty when fine.
+
+    ``crop_samples``: the training crop at 16 kHz (a shorter clean file cannot give one);
+    ``in_channels``: the model's microphones (an impulse response needs as many); None skips it.
+    """
+    path, problems = file.path, []
+    if note := wav_truncation(path):
+        problems.append(note)
+    try:
+        finite, peak = _scan_samples(path)
+    except Exception as exc:
+        return [*problems, f"{path}: cannot read audio ({exc})"]
+    if not finite:
+        problems.append(f"{path}: the audio contains NaN or infinite samples")
+    elif peak < SILENT_PEAK:
+        problems.append(f"{path}: silent (peak {peak:.1e}): no {'speech' if pool == 'clean' else pool} in it")
+    if pool == "clean" and file.samples < crop_samples:
+        problems.append(f"{path}: {file.seconds:.3f} s, shorter than a training crop "
+                        f"({crop_samples / 16000:g} s, data.crop_seconds)")
+    if pool == "noise" and file.samples < MIN_SAMPLES:
+        problems.append(f"{path}: {file.samples} samples at 16 kHz, shorter than one STFT frame ({MIN_SAMPLES})")
+    if pool == "rir" and in_channels is not None and file.channels < in_channels:
+        problems.append(f"{path}: {file.channels} channel(s), the model takes {in_channels} microphones")
+    return problems
+
+
+def check_pools(pools: Pools, crop_samples: int = MIN_SAMPLES, in_channels: int | None = None,
+                threads: int = 4) -> dict[Path, list[str]]:
+    """``{path: problems}`` for the pool files that have any (files read in ``threads``)."""
+    files = [(pool, f) for pool, fs in pools.files.items() for f in fs]
+    with ThreadPoolExecutor(threads) as pool_of_threads:  # libsndfile reads outside the GIL
+        found = pool_of_threads.map(lambda item: pool_file_problems(item[1], item[0], crop_samples, in_channels), files)
+        return {f.path: problems for (_, f), problems in zip(files, found) if problems}
+
+
+def require_good_pools(pools: Pools, what: str, crop_samples: int, in_channels: int | None = None,
+                       skip_bad: bool = False) -> Pools:
+    """The pools, checked: SekdError listing every bad file, or with ``skip_bad`` the pools without them
+    (their count and the first few logged)."""
+    bad = check_pools(pools, crop_samples, in_channels)
+    lines = pools.problems + [line for problems in bad.values() for line in problems]
+    if not lines:
+        return pools
+    count = len(bad) + len(pools.problems)  # files whose header could not be read are not in the pools already
+    total = count + sum(len(files) for files in pools.files.values()) - len(bad)
+    if not skip_bad:
+        raise SekdError(f"{what}: {count} of {total} pool file(s) have problems; fix or remove them, or set "
+                        "data.skip_bad=true to leave them out (sekd data check lists them too):\n"
+                        + "\n".join(f"  {line}" for line in lines))
+    log.warning("warning: %s: left out %d of %d pool file(s) with problems (data.skip_bad), e.g.:\n%s", what, count,
+                total, "\n".join(f"  {line}" for line in lines[:5]))
+    return pools.without(set(bad))

@@ -20,6 +20,20 @@ Layouts, in the order :func:`scan` tries them:
   data), or such folders under ``<split>/``.
 - ``paired``: ``noisy/`` and ``clean/`` with the same relative file names, or under ``<split>/``.
 
+Pools for on-the-fly mixing (``data.mixing: online``, mixing.py), which :func:`scan_pools`
+recognises in this order:
+
+- ``pools``: a built corpus's ``OUT/pools/`` (given as ``OUT`` or ``OUT/pools``), or a user's
+  folder with ``clean/`` and ``noise/`` and optionally ``rir/`` (or ``impulse_responses/``);
+- ``dns-download-fullband``: the DNS Challenge download as it is (ICASSP 2022 on):
+  ``datasets_fullband/{clean_fullband,noise_fullband,impulse_responses}`` (the root holding
+  ``datasets_fullband``, or that folder);
+- ``dns-download``: the 16 kHz download of the earlier challenges:
+  ``datasets/{clean,noise,impulse_responses}``.
+
+Every audio file under a pool's folder belongs to it, at any depth, except files named
+``*noise*`` in an RIR folder (the noise recordings that RIR packages such as SLR28 ship).
+
 A flat folder (no split folders) gives all its pairs for any split. Problems found while
 listing (a noisy file without its target, a target without its input) are kept with the
 file's name: loading refuses the pairs of a split that has any, ``sekd data check``
@@ -35,16 +49,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 import soundfile as sf
 
 from ..errors import SekdError
 from .datasets import AUDIO_SUFFIXES, Pair
+from .mixing import POOL_NAMES, PoolFile, Pools
 
 L3DAS23_PREFIX = "L3DAS23_Task1_"
 L3DAS23_SPLITS = {"train": ("train100", "train360"), "valid": ("dev",), "test": ("test",)}
 L3DAS23_CHANNELS = 4  # per microphone
 VOICEBANK_VALID_SPEAKERS = ("p226", "p287")
 DNS_FILEID = re.compile(r"fileid_(\d+)$")
+RIR_FOLDERS = ("rir", "impulse_responses")
+DNS_DOWNLOADS = {  # pool layout -> (its folder in the download's root, the folder of each pool in it)
+    "dns-download-fullband": ("datasets_fullband", {"clean": "clean_fullband", "noise": "noise_fullband",
+                                                    "rir": "impulse_responses"}),
+    "dns-download": ("datasets", {"clean": "clean", "noise": "noise", "rir": "impulse_responses"}),
+}
 
 
 @dataclass
@@ -221,6 +244,69 @@ def scan(data: str | Path) -> Corpus:
                     "folders (noisy_testset_wav ...), no noisy/ and clean/ folders")
 
 
+def find_pools(data: str | Path) -> tuple[str, Path, dict[str, Path]] | None:
+    """``(layout, root, {pool: folder})`` of the pools in ``data`` (see the module docstring), or None."""
+    data = Path(data)
+    if (data / "pools").is_dir():
+        data = data / "pools"
+    for layout, (base, names) in DNS_DOWNLOADS.items():
+        for root in (data / base, data):
+            if root.name == base and (root / names["clean"]).is_dir() and (root / names["noise"]).is_dir():
+                return layout, root, {pool: root / name for pool, name in names.items() if (root / name).is_dir()}
+    if (data / "clean").is_dir() and (data / "noise").is_dir() and not (data / "noisy").is_dir():
+        rir = [data / name for name in RIR_FOLDERS if (data / name).is_dir()]
+        return "pools", data, {"clean": data / "clean", "noise": data / "noise", **({"rir": rir[0]} if rir else {})}
+    return None
+
+
+def _pool_file(path: Path) -> PoolFile | str:
+    """The header of one pool file, or the line that says why it cannot be used."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types; all mean "not audio we can read"
+        return f"{path}: cannot read audio ({exc})"
+    if info.frames <= 0:
+        return f"{path}: the file holds no samples"
+    return PoolFile(path, info.samplerate, info.channels, info.frames)
+
+
+def scan_pools(data: str | Path, threads: int = 8) -> Pools:
+    """The pools of ``data`` with every file's header read (unreadable files become ``problems``)."""
+    found = find_pools(data)
+    if found is None:
+        raise SekdError(f"{data}: no pools for online mixing: no clean/ and noise/ folders (and optional rir/), "
+                        "no DNS Challenge download (datasets_fullband/clean_fullband ..., datasets/clean ...), "
+                        "no pools/ of a corpus built by 'sekd data build'")
+    layout, root, folders = found
+    listed = {pool: [p for name, p in _audio_files(folder).items()
+                     if not (pool == "rir" and "noise" in Path(name).stem.lower())]
+              for pool, folder in folders.items()}
+    with ThreadPoolExecutor(threads) as pool_of_threads:  # headers of many files: libsndfile reads outside the GIL
+        headers = {pool: list(pool_of_threads.map(_pool_file, paths)) for pool, paths in listed.items()}
+    return Pools(layout, root, folders,
+                 {pool: [h for h in results if isinstance(h, PoolFile)] for pool, results in headers.items()},
+                 [h for results in headers.values() for h in results if isinstance(h, str)])
+
+
+def pool_report(pools: Pools) -> list[str]:
+    """Lines for ``sekd data check``: files, hours, channels and rates per pool."""
+    lines = [f"pools: {pools.layout} ({pools.root})", "pool    files      hours  channels  rate          folder"]
+    for pool in POOL_NAMES:
+        files = pools.files.get(pool, [])
+        if pool not in pools.folders:
+            lines.append(f"{pool:<6} {'-':>6}  (no folder: online mixing without rooms, data.rir_prob=0)")
+            continue
+        channels = ",".join(map(str, sorted({f.channels for f in files}))) or "-"
+        rates = ",".join(map(str, sorted({f.rate for f in files}))) or "-"
+        lines.append(f"{pool:<6} {len(files):>6} {pools.seconds(pool) / 3600:>10.3f}  {channels:<8}  {rates:<12}  "
+                     f"{pools.folders[pool].relative_to(pools.root)}")
+    if pools.files.get("clean"):
+        shortest = min(pools.files["clean"], key=lambda f: f.seconds)
+        lines.append(f"shortest clean file: {shortest.seconds:.2f} s ({shortest.path}); a longer data.crop_seconds "
+                     "refuses it")
+    return lines
+
+
 @dataclass
 class _Header:
     rate: int
@@ -302,8 +388,20 @@ def check_corpus(data: str | Path) -> tuple[Corpus, list[str], list[str]]:
 
 
 def check_data(data: str | Path) -> list[str]:
-    """``sekd data check``: print the layout, counts and hours per split and every problem; returns the problems."""
-    _, lines, problems = check_corpus(data)
+    """``sekd data check``: print the layout, counts and hours per split (and per pool, for pools) and every
+    problem; returns the problems."""
+    lines, problems = [], []
+    has_pools = find_pools(data) is not None
+    try:
+        _, lines, problems = check_corpus(data)
+    except SekdError:
+        if not has_pools or (Path(data) / "manifest.csv").exists():
+            raise
+    if has_pools:
+        from .checks import check_pools  # the checks training makes before it mixes online
+        pools = scan_pools(data)
+        lines += ([""] if lines else []) + pool_report(pools)
+        problems += pools.problems + [line for found in check_pools(pools).values() for line in found]
     print("\n".join(lines))
     if problems:
         print(f"\n{len(problems)} problem(s):")

@@ -5,7 +5,8 @@ and on SIGTERM/SIGINT, ``best.ckpt`` by validation PESQ-WB), each written atomic
 started again with the same ``out_dir`` continues from ``last.ckpt`` (or, when that file is
 damaged, the newest checkpoint that loads; see state.py). The batch order and crops are a
 pure function of (seed, step) (``EpochBatchSampler``), so a resumed run trains on exactly the
-batches the uninterrupted run would have. Several GPUs or nodes come from Lightning's DDP
+batches the uninterrupted run would have; with ``data.mixing: online`` so is every mixture
+(``OnlineMixDataset``). Several GPUs or nodes come from Lightning's DDP
 (``train.devices``, ``train.strategy``, ``train.num_nodes``); there is no code of ours for it.
 
 A run folder belongs to one run at a time: the process that trains into it holds a
@@ -37,8 +38,10 @@ from torch.utils.data import DataLoader
 from ..audio import SAMPLE_RATE, atomic_write_text
 from ..checkpoint import read_checkpoint_file
 from ..config import Config, build_section
-from ..data.checks import MIN_SAMPLES, require_good_pairs
+from ..data.checks import MIN_SAMPLES, require_good_pairs, require_good_pools
 from ..data.datasets import CropDataset, EpochBatchSampler, ResumableLoader, ShardSampler, WholeFileDataset, list_pairs
+from ..data.layouts import scan_pools
+from ..data.mixing import OnlineMixDataset
 from ..errors import SekdError, WriteFailed
 from ..models.base import trust_classes
 from .module import EnhancementModule
@@ -50,24 +53,54 @@ log = logging.getLogger("sekd")
 
 def make_loaders(cfg: Config) -> tuple[DataLoader, DataLoader]:
     d = cfg.data
-    train_pairs = list_pairs(d.train, "train")
-    valid_pairs = list_pairs(d.valid or d.train, "valid")
-    if d.valid_files is not None:
-        valid_pairs = valid_pairs[: d.valid_files]
+    m, crop = cfg.model.in_channels, int(d.crop_seconds * SAMPLE_RATE)
+    min_samples = max(MIN_SAMPLES, cfg.signal.n_fft)
     # Every file up front: a NaN file would fail only when the shuffled loader reaches it, a
     # tiny validation file would crash every validation.
-    for pairs, what in ((train_pairs, f"{d.train}: training data"),
-                        (valid_pairs, f"{d.valid or d.train}: validation data")):
-        require_good_pairs(pairs, what, cfg.model.in_channels, min_samples=max(MIN_SAMPLES, cfg.signal.n_fft))
-    if len(train_pairs) < d.batch_size:
-        raise SekdError(f"{d.train}: {len(train_pairs)} training mixtures, fewer than one batch of {d.batch_size}")
-    m = cfg.model.in_channels
-    batches = EpochBatchSampler(len(train_pairs), d.batch_size, cfg.train.seed)
-    train = ResumableLoader(CropDataset(train_pairs, int(d.crop_seconds * SAMPLE_RATE), m), batch_sampler=batches,
-                       num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    if d.mixing == "online":
+        train_set = online_training_set(cfg)
+    else:
+        train_pairs = list_pairs(d.train, "train")
+        require_good_pairs(train_pairs, f"{d.train}: training data", m, min_samples=min_samples)
+        train_set = CropDataset(train_pairs, crop, m)
+    valid_pairs = validation_pairs(cfg)
+    require_good_pairs(valid_pairs, f"{d.valid or d.train}: validation data", m, min_samples=min_samples)
+    if len(train_set) < d.batch_size:
+        what = "examples an epoch (crops in the clean pool)" if d.mixing == "online" else "training mixtures"
+        raise SekdError(f"{d.pools or d.train if d.mixing == 'online' else d.train}: {len(train_set)} {what}, "
+                        f"fewer than one batch of {d.batch_size}")
+    batches = EpochBatchSampler(len(train_set), d.batch_size, cfg.train.seed)
+    train = ResumableLoader(train_set, batch_sampler=batches, num_workers=d.num_workers,
+                            persistent_workers=d.num_workers > 0)
     valid = DataLoader(WholeFileDataset(valid_pairs, m), batch_size=1, sampler=ShardSampler(len(valid_pairs)),
                        num_workers=d.num_workers)
     return train, valid
+
+
+def online_training_set(cfg: Config) -> OnlineMixDataset:
+    """``data.mixing: online``: the pools of ``data.pools`` (or ``data.train``), every file checked, as a dataset."""
+    d = cfg.data
+    source = d.pools or d.train
+    pools = scan_pools(source)
+    if d.rir_prob == 0:  # no rooms: the impulse responses are neither read nor checked
+        pools.files.pop("rir", None)
+    pools = require_good_pools(pools, f"{source}: training pools", int(d.crop_seconds * SAMPLE_RATE),
+                               cfg.model.in_channels, skip_bad=d.skip_bad)
+    return OnlineMixDataset(pools, int(d.crop_seconds * SAMPLE_RATE), cfg.model.in_channels, d.snr_range,
+                            d.level_range, d.rir_prob, d.noises_per_example)
+
+
+def validation_pairs(cfg: Config) -> list:
+    """The validation files: ``data.valid``, else the valid split of ``data.train`` (fixed files either way)."""
+    d = cfg.data
+    try:
+        pairs = list_pairs(d.valid or d.train, "valid")
+    except SekdError as exc:
+        if d.valid or d.mixing == "fixed":
+            raise
+        raise SekdError(f"data.valid: needed with data.mixing=online when data.train ({d.train}) holds no validation "
+                        f"pairs ({exc})") from None
+    return pairs if d.valid_files is None else pairs[: d.valid_files]
 
 
 def check_same_model(ckpt: Path, cfg: Config) -> None:
