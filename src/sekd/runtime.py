@@ -209,6 +209,12 @@ def apply_polar_mask(mask: np.ndarray, ref_spec: np.ndarray) -> np.ndarray:
     return np.tanh(norm) * ref_spec * ((m_r + 1j * m_i) / norm)
 
 
+def enhance_spectrum(step: OnnxStep, spec: np.ndarray, compress: float | None, ref_channel: int) -> np.ndarray:
+    """One frame through the exported graph with the signal path in numpy: spectra ``[M, F]`` -> enhanced ``[F]``."""
+    mask = step(features(spec, compress))                               # (1, 2, 1, F)
+    return apply_polar_mask(mask[0, :, 0], spec[ref_channel])
+
+
 # -- framing -----------------------------------------------------------------------------------
 class OverlapAddStreamer:
     """Enhance a stream pushed in pieces of any size; output = input delayed by :attr:`latency` samples.
@@ -372,5 +378,4 @@ class OnnxStreamer(OverlapAddStreamer):
         super().reset()
 
     def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
-        mask = self.step(features(spec, self.format.compress))        # (1, 2, 1, F)
-        return apply_polar_mask(mask[0, :, 0], spec[self.format.ref_channel])
+        return enhance_spectrum(self.step, spec, self.format.compress, self.format.ref_channel)

@@ -27,8 +27,8 @@ from .checkpoint import load_enhancer
 from .errors import SekdError
 from .export import FEATS_INPUT, MASK_OUTPUT, export_step, state_output
 from .models import SpeechEnhancer
-from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, onnx_session, read_stream_format, \
-    stream_array
+from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, enhance_spectrum, onnx_session, \
+    read_stream_format, stream_array
 from .step import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
 
 __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file", "stream_array",
@@ -36,31 +36,35 @@ __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file",
 
 
 class TorchRunner:
-    """Runs :class:`CausalStep` eagerly in PyTorch, holding the state between calls."""
+    """One frame in PyTorch: :mod:`sekd.signal`'s features and mask around :class:`CausalStep`, state held between calls."""
 
-    def __init__(self, step: CausalStep, bins: int):
-        self.step = step
-        self.bins = bins
+    def __init__(self, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int):
+        self.step, self.cfg, self.ref_channel = step, cfg, ref_channel
         self.reset()
 
     def reset(self) -> None:
-        self.state = self.step.initial_state(1, self.bins)
+        self.state = self.step.initial_state(1, self.cfg.bins)
 
-    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+    def enhance(self, spec: np.ndarray) -> np.ndarray:
+        """Spectra ``[M, F]`` -> enhanced spectrum ``[F]``."""
+        spec = torch.from_numpy(spec)[None, :, None]                                  # (1, M, 1, F)
         with torch.inference_mode():
-            mask, *self.state = self.step(feats, *self.state)
-        return mask
+            mask, *self.state = self.step(sig.features(spec, self.cfg), *self.state)
+            return sig.apply_polar_mask(mask, spec[:, self.ref_channel])[0, 0].numpy()
 
 
 class OnnxRunner:
-    """Runs the exported step (``sekd.export``) in onnxruntime, holding the state between calls.
+    """One frame in onnxruntime: the exported step (``sekd.export``) with the runtime's numpy signal path.
 
-    The checkpoint's step gives the state's names and start values, so a file exported
-    before the graph carried metadata still runs; a file whose metadata names another
-    signal path (STFT size, hop, window, compression) than the checkpoint's is refused.
+    The numpy path (:func:`sekd.runtime.enhance_spectrum`, tested equal to :mod:`sekd.signal`)
+    costs a fraction of a frame's worth of small torch calls. The checkpoint's step gives
+    the state's names and start values, so a file exported before the graph carried
+    metadata still runs; a file whose metadata names another signal path (STFT size, hop,
+    window, compression) than the checkpoint's is refused.
     """
 
-    def __init__(self, onnx_model: bytes | str, step: CausalStep, cfg: sig.SignalConfig, threads: int | None = 1):
+    def __init__(self, onnx_model: bytes | str, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int,
+                 threads: int | None = 1):
         where = onnx_model if isinstance(onnx_model, str) else "the exported ONNX model"
         session = onnx_session(onnx_model, threads, where)
         if any(k.startswith("sekd.") for k in session.get_modelmeta().custom_metadata_map):
@@ -74,12 +78,13 @@ class OnnxRunner:
         states = [(name, state_output(name), start.numpy())
                   for name, start in zip(step.state_names(), step.initial_state(1, cfg.bins))]
         self.step = OnnxStep(session, FEATS_INPUT, MASK_OUTPUT, states, where)
+        self.compress, self.ref_channel = cfg.compress, ref_channel
 
     def reset(self) -> None:
         self.step.reset()
 
-    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.step(feats.numpy()))
+    def enhance(self, spec: np.ndarray) -> np.ndarray:
+        return enhance_spectrum(self.step, spec, self.compress, self.ref_channel)
 
 
 class StreamingEnhancer(OverlapAddStreamer):
@@ -94,9 +99,10 @@ class StreamingEnhancer(OverlapAddStreamer):
     without one it holds for the first ``cache_seconds`` (4 s by default, the paper-scale
     training crop), after which attention sees the last ``cache_seconds``, a bounded look-back.
 
-    ``engine="torch"`` runs the step in PyTorch; ``engine="onnx"`` in onnxruntime, from
-    ``onnx_model`` (a file or its bytes) or, when that is None, from an in-memory export.
-    Each frame's features and mask go through :mod:`sekd.signal`, as offline.
+    ``engine="torch"`` runs the step in PyTorch, each frame's features and mask through
+    :mod:`sekd.signal` as offline; ``engine="onnx"`` runs it in onnxruntime, from
+    ``onnx_model`` (a file or its bytes) or, when that is None, from an in-memory export,
+    with the runtime's numpy signal path (as :class:`sekd.runtime.OnnxStreamer`).
     """
 
     def __init__(self, model: SpeechEnhancer, engine: str = "torch", onnx_model: bytes | str | None = None,
@@ -105,11 +111,11 @@ class StreamingEnhancer(OverlapAddStreamer):
         self.ref_channel = model.ref_channel
         step = CausalStep(model.network, attention_cache_frames(model.network, self.cfg.hop, cache_seconds))
         if engine == "torch":
-            self.runner = TorchRunner(step, self.cfg.bins)
+            self.runner = TorchRunner(step, self.cfg, self.ref_channel)
         elif engine == "onnx":
             if onnx_model is None:
                 onnx_model = export_step(model, cache_seconds=cache_seconds)
-            self.runner = OnnxRunner(onnx_model, step, self.cfg, threads)
+            self.runner = OnnxRunner(onnx_model, step, self.cfg, self.ref_channel, threads)
         else:
             raise SekdError(f"unknown streaming engine {engine!r}; choose torch or onnx")
         self.engine = engine
@@ -122,9 +128,7 @@ class StreamingEnhancer(OverlapAddStreamer):
         super().reset()
 
     def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
-        spec = torch.from_numpy(spec)[None, :, None]                                  # (1, M, 1, F)
-        mask = self.runner(sig.features(spec, self.cfg))
-        return sig.apply_polar_mask(mask, spec[:, self.ref_channel])[0, 0].numpy()   # (F,)
+        return self.runner.enhance(spec)
 
 
 class StreamedModel:

@@ -100,6 +100,27 @@ def subband_features(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([padded[..., :-2], x, padded[..., 2:]], dim=2).flatten(1, 2)
 
 
+class SubbandPointConv(nn.Conv2d):
+    """1×1 convolution over :func:`subband_features` of ``channels`` channels, computed without building them.
+
+    Subband features put bins f - 1, f, f + 1 of channel c at channels 3c, 3c + 1, 3c + 2, so
+    a 1×1 convolution over them is a (1, 3) convolution of the input with the same weights
+    viewed as ``[out, c, 1, 3]`` (zero padding at the edges alike): one operator instead of
+    padding, shifting, stacking and a convolution over three times the channels. The
+    parameters are the 1×1 convolution's, so checkpoints load unchanged.
+    """
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__(3 * channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, channels, T, F) -> (B, out, T, F)
+        return F.conv2d(x, self.weight.view(self.out_channels, -1, 1, 3), self.bias, padding=(0, 1))
+
+    def count_macs(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """For :mod:`sekd.profile`: as ptflops counts the 1×1 convolution over the subband features."""
+        return y.numel() * (self.in_channels + 1)
+
+
 def frequency_conv(c_in: int, c_out: int, groups: int = 1, transposed: bool = False) -> nn.Module:
     """Kernel 5 along frequency, stride 2: 129 -> 65 -> 33 bins, or back with ``transposed``."""
     if transposed:
@@ -125,13 +146,14 @@ class TemporalAttention(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.gru = nn.GRU(channels, 2 * channels, batch_first=True)
+        # Time-major (the layout of ONNX's GRU: no transposes around it in the exported step).
+        self.gru = nn.GRU(channels, 2 * channels)
         self.fc = nn.Linear(2 * channels, channels)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        energy = x.pow(2).mean(-1).transpose(1, 2)             # (B, T, C)
+        energy = x.pow(2).mean(-1).permute(2, 0, 1)            # (T, B, C)
         h, state = self.gru(energy, state)
-        weight = torch.sigmoid(self.fc(h)).transpose(1, 2)     # (B, C, T)
+        weight = torch.sigmoid(self.fc(h)).permute(1, 2, 0)    # (B, C, T)
         return x * weight[..., None], state
 
 
@@ -141,7 +163,9 @@ class TemporalConvBlock(nn.Module):
     def __init__(self, channels: int, hidden: int, dilation: int):
         super().__init__()
         half = channels // 2
-        self.point_in = nn.Sequential(nn.Conv2d(3 * half, hidden, 1), nn.BatchNorm2d(hidden), nn.PReLU(hidden))
+        # Channel shuffle: output channel 2i is processed channel i, 2i + 1 passed channel i.
+        self.register_buffer("shuffle", torch.arange(channels).reshape(2, half).T.flatten(), persistent=False)
+        self.point_in = nn.Sequential(SubbandPointConv(half, hidden), nn.BatchNorm2d(hidden), nn.PReLU(hidden))
         self.depthwise = CausalDepthwiseConv(hidden, dilation)
         self.depth_act = nn.Sequential(nn.BatchNorm2d(hidden), nn.PReLU(hidden))
         self.point_out = nn.Sequential(nn.Conv2d(hidden, half, 1), nn.BatchNorm2d(half))
@@ -149,25 +173,87 @@ class TemporalConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, history: torch.Tensor, gru_state: torch.Tensor):
         processed, passed = x.chunk(2, dim=1)
-        h, history = self.depthwise(self.point_in(subband_features(processed)), history)
+        h, history = self.depthwise(self.point_in(processed), history)                   # subband features inside
         h, gru_state = self.attention(self.point_out(self.depth_act(h)), gru_state)
-        return torch.stack([h, passed], dim=2).flatten(1, 2), history, gru_state  # channel shuffle
+        return torch.cat([h, passed], dim=1).index_select(1, self.shuffle), history, gru_state
+
+
+def place_blocks(blocks: list[torch.Tensor], offsets: list[int], width: int) -> torch.Tensor:
+    """Rows of ``blocks`` stacked, block i's columns at ``offsets[i]`` of ``width`` columns, zeros elsewhere.
+
+    Zero padding and concatenation (not ``torch.block_diag``) so that it exports to ONNX,
+    where it folds into a constant.
+    """
+    return torch.cat([F.pad(b, (o, width - o - b.shape[1])) for b, o in zip(blocks, offsets)])
 
 
 class GroupedGRU(nn.Module):
-    """Two GRUs, each on half of the features (half the weights of one GRU of the full width)."""
+    """Two GRUs, each on half of the features (half the weights of one GRU of the full width).
+
+    The groups' GRUs (and, when bidirectional, each group's two directions) run as ONE
+    forward GRU whose weight matrices are block-diagonal, built from the groups' weights at
+    every call: the gates are elementwise, so each block of the hidden state sees only its
+    own inputs and weights, and the result is that of the separate GRUs. A backward
+    direction reads the reversed sequence and its outputs are reversed back. One
+    recurrence instead of four halves the sequential steps per call (and the operators of
+    the exported per-hop graph); the parameters stay those of the separate GRUs
+    (``grus.<g>``), so checkpoints load unchanged.
+    """
 
     def __init__(self, size: int, hidden: int, bidirectional: bool, groups: int = 2):
         super().__init__()
-        self.groups = groups
+        self.groups, self.bidirectional = groups, bidirectional
+        self.size, self.hidden = size, hidden
         self.grus = nn.ModuleList(nn.GRU(size // groups, hidden // groups, batch_first=True,
                                          bidirectional=bidirectional) for _ in range(groups))
+        directions = 2 if bidirectional else 1
+        # Blocks in hidden order: group 0 forward (, backward), group 1 forward (, backward), ...
+        # Block (g, d) reads group g's features of [x, x reversed in time] (of x alone when
+        # unidirectional), and ``backward`` marks the hidden channels whose outputs are reversed back.
+        part, width = size // groups, hidden // groups
+        self.input_offsets = [d * size + g * part for g in range(groups) for d in range(directions)]
+        self.register_buffer("backward", torch.tensor(
+            [d == 1 for g in range(groups) for d in range(directions) for _ in range(width)]), persistent=False)
+
+    def _blocks(self) -> list[tuple[torch.Tensor, ...]]:
+        """(w_ih, w_hh, b_ih, b_hh) of every block, in hidden order."""
+        suffixes = ["", "_reverse"] if self.bidirectional else [""]
+        return [tuple(getattr(gru, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                for gru in self.grus for suffix in suffixes]
+
+    def fused_weights(self) -> list[torch.Tensor]:
+        """The one GRU's (w_ih, w_hh, b_ih, b_hh): each gate's rows block-diagonal over the blocks."""
+        blocks = self._blocks()
+        n, h = len(blocks), self.hidden // self.groups
+
+        def gate_major(rows: torch.Tensor, width: int) -> torch.Tensor:  # (n·3h, width) by block -> by gate
+            # Python ints only in the shapes: the ONNX exporter must see the GRU's sizes as constants.
+            return rows.reshape(n, 3, h, width).transpose(0, 1).reshape(3 * n * h, width)
+
+        inputs = self.size * (2 if self.bidirectional else 1)
+        w_ih = gate_major(place_blocks([b[0] for b in blocks], self.input_offsets, inputs), inputs)
+        w_hh = gate_major(place_blocks([b[1] for b in blocks], [i * h for i in range(n)], n * h), n * h)
+        b_ih = gate_major(torch.cat([b[2] for b in blocks])[:, None], 1)[:, 0]
+        b_hh = gate_major(torch.cat([b[3] for b in blocks])[:, None], 1)[:, 0]
+        return [w_ih, w_hh, b_ih, b_hh]
+
+    def count_macs(self, x: torch.Tensor, y) -> int:
+        """For :mod:`sekd.profile`: the separate GRUs' work, as ptflops counts an ``nn.GRU`` (the zeros left out)."""
+        h = self.hidden // self.groups
+        per_step = sum(w_ih.numel() + w_hh.numel() + 13 * h for w_ih, w_hh, _, _ in self._blocks())
+        return x.shape[0] * x.shape[1] * per_step
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
-        inputs = x.chunk(self.groups, dim=-1)
-        states = state.chunk(self.groups, dim=-1) if state is not None else [None] * self.groups
-        outs = [gru(xi, hi) for gru, xi, hi in zip(self.grus, inputs, states)]
-        return torch.cat([o for o, _ in outs], dim=-1), torch.cat([h for _, h in outs], dim=-1)
+        """Time-major ``x [S, N, size]`` -> (output ``[S, N, hidden]``, last state ``[1, N, hidden]``)."""
+        if self.bidirectional:
+            x = torch.cat([x, x.flip(0)], dim=-1)
+        if state is None:
+            state = x.new_zeros(1, x.shape[1], self.backward.numel())
+        # What nn.GRU.forward calls, with the fused weights (a functional GRU with given weights).
+        out, state = torch._VF.gru(x, state, self.fused_weights(), True, 1, 0.0, self.training, False, False)
+        if self.bidirectional:
+            out = torch.where(self.backward, out.flip(0), out)
+        return out, state
 
 
 class DualPathGRU(nn.Module):
@@ -184,12 +270,12 @@ class DualPathGRU(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, t, f = x.shape
-        x = x.permute(0, 2, 3, 1)                                                # (B, T, F, C)
-        r, _ = self.intra(x.reshape(b * t, f, c))                                # along frequency
-        x = x + self.intra_norm(self.intra_fc(r).reshape(b, t, f, c))
-        s, state = self.inter(x.transpose(1, 2).reshape(b * f, t, c), state)     # along time
-        x = x + self.inter_norm(self.inter_fc(s).reshape(b, f, t, c).transpose(1, 2))
-        return x.permute(0, 3, 1, 2), state                                      # (B, C, T, F)
+        x = x.permute(2, 0, 3, 1)                                                # (T, B, F, C)
+        r, _ = self.intra(x.transpose(0, 2).reshape(f, b * t, c))                # along frequency
+        x = x + self.intra_norm(self.intra_fc(r).reshape(f, b, t, c).transpose(0, 2))
+        s, state = self.inter(x.reshape(t, b * f, c), state)                     # along time
+        x = x + self.inter_norm(self.inter_fc(s).reshape(t, b, f, c))
+        return x.permute(1, 3, 0, 2), state                                      # (B, C, T, F)
 
 
 class GTCRN(EnhancementNetwork):
