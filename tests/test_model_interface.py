@@ -13,6 +13,7 @@ from sekd.config import load_config
 from sekd.engine.module import build_model
 from sekd.errors import SekdError
 from sekd.models import EnhancementNetwork, HookedNetwork, build_enhancer, build_network
+from sekd.models.base import TRUST_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_net.yaml"
@@ -117,7 +118,7 @@ def test_config_names_a_user_class():
         build_model(load_config(EXAMPLE, ["model.channels=8"]))
 
 
-def test_user_model_checkpoint_round_trip(tmp_path, capsys):
+def test_user_model_checkpoint_round_trip(tmp_path, capsys, monkeypatch):
     model = build_model(load_config(EXAMPLE, ["model.args.channels=8", "model.args.hidden=16"])).eval()
     path = tmp_path / "mine.ckpt"
     save_enhancer(model, path)
@@ -126,6 +127,7 @@ def test_user_model_checkpoint_round_trip(tmp_path, capsys):
     assert payload["format"] == 2
     assert payload["enhancer"]["model"] == {"class": MY_NET, "args": {"in_channels": 1, "channels": 8, "hidden": 16},
                                             "taps": TAPS, "in_channels": 1}
+    monkeypatch.setenv(TRUST_ENV, MY_NET)  # loading it is another step: a class outside sekd needs the user's trust
     loaded = load_enhancer(path)
     noisy = torch.randn(1, 8000)
     torch.testing.assert_close(loaded(noisy), model(noisy))
@@ -133,12 +135,13 @@ def test_user_model_checkpoint_round_trip(tmp_path, capsys):
     assert '"architecture": "HookedNetwork"' in capsys.readouterr().out
 
 
-def test_checkpoint_of_a_class_that_is_gone_is_refused(tmp_path, capsys):
+def test_checkpoint_of_a_class_that_is_gone_is_refused(tmp_path, capsys, monkeypatch):
     path = tmp_path / "mine.ckpt"
     save_enhancer(build_model(load_config(EXAMPLE, ["model.args.channels=8"])), path)
     ckpt = torch.load(path, weights_only=True)
     ckpt["sekd"]["enhancer"]["model"]["class"] = "renamed_pkg.nets:MyNet"
     torch.save(ckpt, path)
+    monkeypatch.setenv(TRUST_ENV, "renamed_pkg.nets:MyNet")  # trusted, so that the import is tried
     with pytest.raises(SekdError, match=f"{path}: model class 'renamed_pkg.nets:MyNet' is not importable"):
         load_enhancer(path)
     assert main(["enhance", "--ckpt", str(path), "x.wav", "-o", str(tmp_path / "out")]) == 2

@@ -28,6 +28,7 @@ _API = {
     "evaluate": "sekd.evaluate",
     "evaluate_many": "sekd.evaluate",
     "load_enhancer": "sekd.checkpoint",
+    "trust_classes": "sekd.models.base",
     "resolve_checkpoint": "sekd.checkpoint",
     "list_models": "sekd.pretrained",
     "model_info": "sekd.pretrained",

@@ -6,6 +6,7 @@ function says otherwise.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import SekdError
+from .errors import SekdError, WriteFailed
 
 SAMPLE_RATE = 16000
 
@@ -118,7 +119,10 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
             audio = audio / peak
             log.warning("warning: %s: peak %.2f above full scale; scaled down by %.1f dB to fit %s instead of "
                         "clipping", path, peak, 20 * np.log10(peak), subtype)
-    atomic_write(path, lambda tmp: sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV"))
+    # Encoded in memory: libsndfile reports a full disk as "System error.", a plain write says why.
+    encoded = io.BytesIO()
+    sf.write(encoded, audio.T, sample_rate, subtype=subtype, format="WAV")
+    atomic_write_bytes(path, encoded.getbuffer())
 
 
 def check_output_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
@@ -142,8 +146,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a binary file atomically (see :func:`atomic_write`)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write a binary file atomically (see :func:`atomic_write`).
+
+    Writers whose library hides the system's error (libsndfile, ``torch.save``) serialise
+    into memory and write through here, so that a full disk is said as such.
+    """
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
@@ -159,11 +167,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     given the mode the umask allows (mkstemp's 0600 would hide it from the group), renamed
     over the target, and the folder entry is flushed too. The temporary name carries host
     and process id, so :func:`remove_stale_temps` can tell a dead writer's leftovers.
+
+    A write the system refuses (disk full, no permission, read-only file system: an
+    ``OSError`` from ``write`` or from the steps here) raises :class:`~sekd.errors.WriteFailed`
+    naming ``path`` and the reason; the temporary file is removed and the earlier ``path``
+    is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-",
-                               suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp",
+                                   prefix=f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-")
+    except OSError as exc:
+        raise WriteFailed.of(path, exc) from None
     os.close(fd)
     try:
         write(tmp)
@@ -171,10 +187,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteFailed.of(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def append_whole(path: str | os.PathLike, data: bytes) -> None:
+    """Append ``data`` to ``path`` (made when missing) entirely or not at all.
+
+    For files that grow (a run's ``metrics.csv``): a write the system refuses midway is cut
+    back to the file's earlier end, so no half line is left for the next append to join,
+    and raises :class:`~sekd.errors.WriteFailed` naming ``path`` and the reason.
+    """
+    path = Path(path)
+    try:
+        with open(path, "ab", buffering=0) as fh:
+            start = fh.tell()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[fh.write(view):]
+                os.fsync(fh.fileno())
+            except OSError:
+                os.ftruncate(fh.fileno(), start)  # shrinking needs no space
+                raise
+    except OSError as exc:
+        raise WriteFailed.of(path, exc) from None
 
 
 def _umask() -> int:

@@ -7,21 +7,25 @@ writes the same format without Lightning, so both load through :func:`load_enhan
 The payload is plain data. Format 2: ``config = {"model": spec, "signal_args": {...},
 "ref_channel": int}`` with the model spec of :func:`sekd.models.base.build_network`
 (``{"class": "package.module:Class", "args": {...}, "taps": ... | None, ...}``); the class
-is imported by that name when the checkpoint loads, never unpickled. Format 1 (DPDCRN only)
+is imported by that name when the checkpoint loads, never unpickled, and only when it is
+sekd's or trusted (:func:`sekd.models.base.require_trusted_class`: ``--trust-class``,
+``SEKD_TRUST_CLASSES``), since importing a module runs its code. Format 1 (DPDCRN only)
 stored ``"model_args"`` (DPDCRN arguments) instead of ``"model"`` and still loads.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import io
 import pickle
+from pathlib import Path
 
 import torch
 
-from .audio import atomic_write
+from .audio import atomic_write_bytes
 from .errors import SekdError
 from .models import SpeechEnhancer
+from .models.base import require_trusted_class
+from .models.enhancer import as_model_spec
 
 PREFIX = "model."
 
@@ -37,6 +41,9 @@ def enhancer_from_payload(payload: dict, where: str) -> SpeechEnhancer:
         config["model"] = config.pop("model_args")
     if not isinstance(config.get("model"), dict):
         raise SekdError(f"{where}: the checkpoint's model configuration has no model spec")
+    spec = as_model_spec(config["model"])
+    if isinstance(spec.get("class"), str):  # before anything is imported (a malformed spec is build_network's)
+        require_trusted_class(spec["class"], where)
     return SpeechEnhancer(config["model"], config.get("signal_args"), config.get("ref_channel", 0), where=where)
 
 
@@ -46,8 +53,14 @@ def save_enhancer(model: SpeechEnhancer, path: str | Path) -> None:
 
 
 def save_checkpoint_file(checkpoint: dict, path: str | Path) -> None:
-    """``torch.save`` that never leaves a truncated file under ``path`` (see ``audio.atomic_write``)."""
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    """``torch.save`` that never leaves a truncated file under ``path`` (see ``audio.atomic_write``).
+
+    Serialised in memory first: ``torch.save`` reports a full disk as "unexpected pos", a
+    plain write as :class:`~sekd.errors.WriteFailed` naming the file and the reason.
+    """
+    encoded = io.BytesIO()
+    torch.save(checkpoint, encoded)
+    atomic_write_bytes(path, encoded.getbuffer())
 
 
 def resolve_checkpoint(ref: str | Path) -> Path:

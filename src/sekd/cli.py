@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import SekdError
@@ -184,7 +185,14 @@ def cmd_stream(args) -> int:
     streamer = load_streamer(ckpt, engine=engine, onnx_model=args.onnx)
     logging.getLogger("sekd").debug("streaming with %s, latency %d samples (%.2f ms)", engine, streamer.latency,
                                     streamer.latency_ms)
-    stream_file(streamer, args.input, args.output, downmix=args.downmix)
+    try:
+        stream_file(streamer, args.input, args.output, downmix=args.downmix)
+    except OSError as exc:  # raw PCM on standard output that the system refuses (redirected to a full disk)
+        from .errors import WRITE_ERRNOS, WriteFailed
+        if args.output != "-" or exc.errno not in WRITE_ERRNOS:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere at exit
+        raise WriteFailed.of("standard output", exc) from None
     return 0
 
 
@@ -218,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sekd", description="Knowledge distillation for small, fast speech enhancement.",
                                 formatter_class=_formatter,
                                 epilog="run 'sekd COMMAND --help' for the options and examples of each command\n\n"
-                                       "exit status: 0 done, 1 some inputs failed (each named), 2 bad usage or "
-                                       "bad data,\n130/143 stopped by Ctrl-C/SIGTERM (training saves last.ckpt "
+                                       "exit status: 0 done, 1 some inputs failed or a file could not be written "
+                                       "(each named),\n2 bad usage or bad data, 130/143 stopped by Ctrl-C/SIGTERM "
+                                       "(training saves last.ckpt "
                                        "first), anything else a crash")
     p.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -398,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: cuda when a GPU is available, else cpu)")
     f.add_argument("--json", action="store_true", help="print JSON with keys params, macs_per_second, rtf")
     f.set_defaults(func=cmd_profile)
+    for reads_checkpoints in (t, d, e, s, r, n, st, x, f):
+        reads_checkpoints.add_argument(
+            "--trust-class", action="append", default=[], metavar="PKG.MOD:CLASS",
+            help="let checkpoints name this network class from outside sekd (repeatable; importing it runs its "
+                 "code); also: SEKD_TRUST_CLASSES=a.b:C,d.e:F")
     return p
 
 
@@ -420,10 +434,19 @@ def main(argv: list[str] | None = None) -> int:
         log.addHandler(_StderrHandler())
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        if getattr(args, "trust_class", None):
+            from .models.base import trust_classes
+            trust_classes(args.trust_class, "--trust-class")
         return args.func(args)
     except SekdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a write no sekd writer names (they raise WriteFailed): still one line, not a traceback
+        from .errors import WRITE_ERRNOS, WriteFailed
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"error: {WriteFailed.of(exc.filename or 'a file', exc)}", file=sys.stderr)
+        return WriteFailed.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -232,7 +232,9 @@ def enhance_files(model: SpeechEnhancer, inputs: list[str | Path], out_dir: str 
     """Enhance every input into ``out_dir`` (see :func:`enhance_file`); returns one error line per file that failed.
 
     Input folders keep their structure under ``out_dir``; what would overwrite an input or
-    another output is refused before anything is written (:func:`plan_outputs`).
+    another output is refused before anything is written (:func:`plan_outputs`). An output the
+    system refuses to write (a full disk) stops it: :class:`~sekd.errors.WriteFailed` naming the
+    file, the outputs written before kept.
     """
     _check_format(format)
     check_downmix(model.in_channels, downmix)

@@ -32,6 +32,7 @@ output folder:
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from .audio import SAMPLE_RATE, atomic_write_text, write_audio
+from .audio import SAMPLE_RATE, atomic_write_bytes, atomic_write_text, write_audio
 from .errors import SekdError
 
 log = logging.getLogger("sekd")
@@ -483,6 +484,13 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """A PNG written whole or not at all (``audio.atomic_write``; a full disk is one line naming it)."""
+    encoded = io.BytesIO()
+    fig.savefig(encoded, format="png", dpi=dpi)
+    atomic_write_bytes(path, encoded.getbuffer())
+
+
 def plot_bars(summary: dict[str, dict], path: Path) -> None:
     plt = _pyplot()
     names = list(summary)
@@ -508,7 +516,7 @@ def plot_bars(summary: dict[str, dict], path: Path) -> None:
     axes[0].invert_yaxis()
     fig.suptitle("mean over seeds with 95 % confidence interval")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -550,7 +558,7 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path, da
         axes[0][1].set_title("teacher")
         axes[0][1].grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -589,7 +597,7 @@ def plot_calibration(maps: dict[str, dict], path: Path) -> None:
             ax.set_xlabel("teacher tap", fontsize=8)
             ax.set_ylabel("student tap", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="α (rows sum to 1)")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -654,7 +662,7 @@ def plot_spectrograms(example: tuple[str, list[tuple[str, np.ndarray]]], path: P
         ax.set_title(label, fontsize=9, loc="left")
     axes[-1].set_xlabel(f"seconds ({file_id})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -757,6 +757,14 @@ def _term_with_parent() -> None:
         pass
 
 
+def trusting_env() -> dict:
+    """This process's environment with the classes it trusts (``--trust-class``, the configs') in
+    ``SEKD_TRUST_CLASSES``, so that the jobs load the same checkpoints."""
+    import os
+    from .models.base import TRUST_ENV, trusted_classes
+    return {**os.environ, TRUST_ENV: ",".join(sorted(trusted_classes()))}
+
+
 def start_jobs(study: StudyConfig, stage: str) -> list:
     """``jobs - 1`` more processes working through the same study (logs in ``OUT/logs/job<i>.log``)."""
     import subprocess
@@ -768,7 +776,7 @@ def start_jobs(study: StudyConfig, stage: str) -> list:
         with open(out / "logs" / f"job{i}.log", "a") as logfile:
             procs.append(subprocess.Popen([sys.executable, "-m", "sekd", "study", str(out / "study.yaml"),
                                            "--stage", stage, "--job"], stdout=logfile, stderr=subprocess.STDOUT,
-                                          preexec_fn=_term_with_parent))
+                                          preexec_fn=_term_with_parent, env=trusting_env()))
         log.info("started job %d (pid %d): %s", i, procs[-1].pid, out / "logs" / f"job{i}.log")
     return procs
 
@@ -787,6 +795,9 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
         torch.set_num_threads(study.threads)
     start = time.perf_counter()
     teacher, *_ = plan_runs(study)
+    from .engine.train import trust_config_classes  # the study's configs are the user's: their classes too
+    for cfg in filter(None, (run_config(study, run) for run in plan_runs(study))):
+        trust_config_classes(cfg)
     pairs = None
     if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
         check_study_data(study, [teacher, *plan_tuning(study)], None)

@@ -31,6 +31,7 @@ class DistillConfig:
     method: str = "i2s_tfckd"       # a name from `sekd methods`
     weight: float = 1.0             # λ in L_SE + λ·L_KD
     options: dict = field(default_factory=dict)  # the method's own options (see its docstring)
+    trust_classes: list = field(default_factory=list)  # classes outside sekd the teacher checkpoint may name
 
 
 def distill_config(cfg: Config) -> DistillConfig:

@@ -8,29 +8,38 @@
 - :class:`SaveOnSignal`: SIGTERM and SIGINT stop training after the current step (and the
   validation that follows it, if any), save ``last.ckpt`` and end the command with 128 + the
   signal's number (143, 130).
-- :class:`AppendingCSVLogger`: a resumed run adds to ``csv/metrics.csv`` instead of deleting it.
+- :class:`MetricsCSVLogger`: a resumed run adds to ``csv/metrics.csv`` instead of deleting it, and a
+  refused write (disk full) leaves it whole.
+- :class:`EventsLogger` and :func:`write_failure`: a write the system refuses, wherever in
+  Lightning it happens, ends training as one :class:`~sekd.errors.WriteFailed` naming the file.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import yaml
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..audio import remove_stale_temps
+from ..audio import append_whole, atomic_write_text, remove_stale_temps
 from ..checkpoint import read_checkpoint_file, save_checkpoint_file
-from ..errors import SekdError
+from ..errors import WRITE_ERRNOS, SekdError, WriteFailed
 
 log = logging.getLogger("sekd")
 
@@ -152,22 +161,142 @@ class SaveOnSignal(L.Callback):
             self.saved = self.last
 
 
-class _AppendingWriter(ExperimentWriter):
-    def __init__(self, log_dir: str) -> None:
+class _MetricsWriter(ExperimentWriter):
+    """``metrics.csv`` that a refused write (disk full) leaves as it was: new rows are appended in
+    one piece or not at all (``audio.append_whole``), and a new column rewrites the file atomically."""
+
+    def __init__(self, log_dir: str, append: bool) -> None:
+        self._append = append
         super().__init__(log_dir)
-        if self._fs.isfile(self.metrics_file_path):  # keep the columns of the rows already there
+        if append and self._fs.isfile(self.metrics_file_path):  # keep the columns of the rows already there
             with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
                 self.metrics_keys = sorted(k for k in fh.readline().strip().split(",") if k)
 
     def _check_log_dir_exists(self) -> None:
-        pass  # Lightning deletes metrics.csv here; a resumed run appends to it instead
+        if not self._append:  # Lightning deletes metrics.csv here; a resumed run appends to it instead
+            super()._check_log_dir_exists()
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        path = Path(self.metrics_file_path)
+        if self._record_new_keys() and path.is_file():
+            self._rewrite_with_new_header(self.metrics_keys)
+        rows = io.StringIO()
+        writer = csv.DictWriter(rows, fieldnames=self.metrics_keys)
+        if not path.is_file():
+            writer.writeheader()
+        writer.writerows(self.metrics)
+        append_whole(path, rows.getvalue().encode())
+        self.metrics = []
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.hparams.update(params)
+        atomic_write_text(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), yaml.safe_dump(self.hparams))
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        path = Path(self.metrics_file_path)
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, text.getvalue())
 
 
-class AppendingCSVLogger(CSVLogger):
+class MetricsCSVLogger(CSVLogger):
+    """Lightning's CSV logger with :class:`_MetricsWriter`; ``append``: a resumed run adds to
+    ``metrics.csv`` instead of starting it over."""
+
+    def __init__(self, *args, append: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._append = append
+
     @property
     @rank_zero_experiment
     def experiment(self) -> _ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = _MetricsWriter(log_dir=self.log_dir, append=self._append)
         return self._experiment
+
+
+def write_failure(exc: BaseException, where: str | os.PathLike) -> WriteFailed | None:
+    """The first refused write behind ``exc`` as a :class:`WriteFailed` naming its file (``where`` when the
+    error names none), or None. Lightning's loggers and teardown may fail again after it and wrap it; a
+    run that ends with one of :data:`~sekd.errors.WRITE_ERRNOS` ran out of room, whatever wrapped it."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
+    for failure in reversed(chain):  # earliest first
+        if isinstance(failure, WriteFailed):
+            return failure
+        if isinstance(failure, OSError) and failure.errno in WRITE_ERRNOS:
+            return WriteFailed.of(failure.filename or where, failure)
+    return None
+
+
+@contextmanager
+def _named_write_failures(where) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        failure = write_failure(exc, where())
+        if failure is None:
+            raise
+        raise failure from None
+
+
+class EventsLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger, whose refused writes name the events file (or ``hparams.yaml``).
+
+    TensorBoard writes events from a thread of its own; when that write fails, the thread ends
+    without a traceback on the terminal (:func:`_quiet_event_writer_threads`) and the next call
+    from training raises its error, here named.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _quiet_event_writer_threads()
+
+    def _events_file(self) -> str:
+        writer = getattr(getattr(self._experiment, "file_writer", None), "event_writer", None)
+        return getattr(writer, "_file_name", None) or self.log_dir
+
+    def log_metrics(self, *args, **kwargs) -> None:
+        with _named_write_failures(self._events_file):
+            super().log_metrics(*args, **kwargs)
+
+    def log_hyperparams(self, *args, **kwargs) -> None:
+        with _named_write_failures(self._events_file):
+            super().log_hyperparams(*args, **kwargs)
+
+    def save(self) -> None:
+        with _named_write_failures(lambda: os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
+            super().save()
+
+    def finalize(self, status: str) -> None:
+        with _named_write_failures(self._events_file):
+            super().finalize(status)
+
+
+def _quiet_event_writer_threads() -> None:
+    """Let TensorBoard's writer thread die of a refused write without printing a traceback: the
+    error is raised again in the training's thread, which ends the run with one line."""
+    try:
+        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+    except ImportError:
+        return
+    previous = threading.excepthook
+    if getattr(previous, "quiet_event_writers", False):
+        return
+
+    def hook(args) -> None:
+        if not (isinstance(args.thread, _AsyncWriterThread) and isinstance(args.exc_value, OSError)
+                and args.exc_value.errno in WRITE_ERRNOS):
+            previous(args)
+
+    hook.quiet_event_writers = True
+    threading.excepthook = hook

@@ -19,7 +19,6 @@ file (:class:`~sekd.errors.WriteFailed`, exit 1); the checkpoints written before
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -31,7 +30,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 
@@ -46,7 +44,8 @@ from ..errors import SekdError, WriteFailed
 from ..models.base import trust_classes
 from .module import EnhancementModule
 from .progress import progress_callbacks
-from .state import AtomicCheckpointIO, Interrupted, MetricsCSVLogger, SaveOnSignal, choose_resume_checkpoint
+from .state import (AtomicCheckpointIO, EventsLogger, Interrupted, MetricsCSVLogger, SaveOnSignal,
+                    choose_resume_checkpoint, write_failure)
 
 log = logging.getLogger("sekd")
 
@@ -179,26 +178,6 @@ def run_folder_lock(out: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-# Errors only a write gives: training that ends with one of them ran out of room, whatever wrapped it.
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-
-
-def write_failure(exc: BaseException, out: Path) -> WriteFailed | None:
-    """The first refused write behind ``exc`` (Lightning's loggers and teardown may fail again after it and
-    wrap it), as a :class:`WriteFailed` naming the file (the run folder when the error names none)."""
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    for failure in reversed(chain):  # earliest first
-        if isinstance(failure, WriteFailed):
-            return failure
-        if isinstance(failure, OSError) and failure.errno in WRITE_ERRNOS:
-            return WriteFailed.of(failure.filename or out, failure)
-    return None
-
-
 def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     """Seed, build ``module_class`` from ``cfg`` and fit it as ``cfg.train`` says; returns the best checkpoint.
 
@@ -241,7 +220,7 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
             default_root_dir=out, num_sanity_val_steps=0,
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, no padding)
-            logger=[TensorBoardLogger(out, name="tensorboard", version=""),
+            logger=[EventsLogger(out, name="tensorboard", version=""),
                     # A fresh start replaces the metrics of a run whose checkpoints are gone (Lightning's way).
                     MetricsCSVLogger(out, name="csv", version="", append=bool(resume))],
         )

@@ -19,13 +19,20 @@ Three ways to be one:
   ``{"class": "package.module:Class", "args": {...}, "taps": {set: [submodule, ...]} | None,
   "in_channels": M}`` — plain data, so a checkpoint stores it without pickling code. The
   class is imported by name, never unpickled.
+
+Importing a module runs its code, so a checkpoint (a file from anyone) may name only a
+trusted class (:func:`require_trusted_class`, checked on the name before any import): the
+classes of :mod:`sekd.models`, and those the user vouches for (:func:`trust_classes`: the
+``--trust-class`` option, :data:`TRUST_ENV`, the class a config the user runs names).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections import OrderedDict
+from collections.abc import Iterable
 from functools import partial
 
 import torch
@@ -191,13 +198,59 @@ def _capture(captured: dict, tap: str, path: str, module: nn.Module, inputs, out
     captured[tap] = output[0] if isinstance(output, (tuple, list)) else output
 
 
-def import_class(path: str, where: str) -> type:
-    """The class ``package.module:Class`` (or ``package.module.Class``); errors name ``where`` and the class."""
+BUILT_IN = "sekd.models"  # the package whose classes every checkpoint may name
+TRUST_ENV = "SEKD_TRUST_CLASSES"  # comma-separated 'package.module:Class' names the user trusts
+_trusted: set[str] = set()  # trusted in this process (trust_classes)
+
+
+def split_class_path(path: str, where: str) -> tuple[str, str]:
+    """``(module, class)`` of ``package.module:Class`` (or ``package.module.Class``); errors name ``where``."""
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
+    if not all(part.isidentifier() for part in module_name.split(".")) or not attr.isidentifier():
         raise SekdError(f"{where}: model class {path!r} must be written 'package.module:Class'")
+    return module_name, attr
+
+
+def _in_sekd_models(module_name: str) -> bool:
+    return module_name == BUILT_IN or module_name.startswith(BUILT_IN + ".")
+
+
+def trust_classes(paths: Iterable[str], where: str) -> None:
+    """Trust ``paths`` (``package.module:Class``) for the rest of this process: checkpoints may name them.
+
+    ``where`` (the option or config key they came from) prefixes errors about a malformed name.
+    """
+    for path in paths:
+        if not isinstance(path, str):
+            raise SekdError(f"{where}: expected a class name 'package.module:Class', got {path!r}")
+        _trusted.add(":".join(split_class_path(path.strip(), where)))
+
+
+def trusted_classes() -> set[str]:
+    """The classes outside :mod:`sekd.models` that checkpoints may name here: :func:`trust_classes`'s and
+    :data:`TRUST_ENV`'s (read now, so a child process inherits the user's choice through it)."""
+    named = [p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()]
+    return _trusted | {":".join(split_class_path(p, f"${TRUST_ENV}")) for p in named}
+
+
+def require_trusted_class(path: str, where: str) -> None:
+    """Refuse, before importing anything, a class a checkpoint names that is neither sekd's nor trusted.
+
+    Importing a module runs its code, and the class is then built with arguments from the
+    file, so a checkpoint from a stranger must not pick them. ``where`` is the checkpoint.
+    """
+    module_name, attr = split_class_path(path, where)
+    name = f"{module_name}:{attr}"
+    if not _in_sekd_models(module_name) and name not in trusted_classes():
+        raise SekdError(f"{where}: refused: the checkpoint names the class {name}, which is not part of sekd; if you "
+                        f"trust it, pass --trust-class {name} (or set {TRUST_ENV})")
+
+
+def import_class(path: str, where: str) -> type:
+    """The class ``package.module:Class`` (or ``package.module.Class``); errors name ``where`` and the class."""
+    module_name, attr = split_class_path(path, where)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -206,6 +259,9 @@ def import_class(path: str, where: str) -> type:
     cls = getattr(module, attr, None)
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise SekdError(f"{where}: model class {path!r}: module {module_name!r} has no nn.Module class {attr!r}")
+    if _in_sekd_models(module_name) and not _in_sekd_models(cls.__module__):
+        # trusted by its sekd.models name, but a class imported there from elsewhere (torch's)
+        raise SekdError(f"{where}: model class {path!r} is not one of sekd's networks")
     return cls
 
 
