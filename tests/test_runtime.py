@@ -123,6 +123,16 @@ def test_files_without_usable_metadata_are_refused_by_name(tmp_path):
         OnnxStreamer(str(tmp_path / "text.onnx"))
 
 
+def test_the_checkpoint_engine_still_runs_a_file_without_metadata(tmp_path):
+    """sekd stream --onnx takes the state's names and start values from the checkpoint: older exports still run."""
+    model = MODELS["gtcrn"]()
+    data = export_step(model)
+    old = without_metadata(data, tmp_path / "old.onnx")
+    audio = noisy(1, 5000)
+    np.testing.assert_array_equal(stream_array(StreamingEnhancer(model, engine="onnx", onnx_model=old), audio),
+                                  stream_array(StreamingEnhancer(model, engine="onnx", onnx_model=data), audio))
+
+
 def test_a_file_exported_for_another_signal_path_is_refused(tmp_path):
     torch.manual_seed(0)
     other = tmp_path / "hop128.onnx"
