@@ -3,6 +3,7 @@
     python benchmarks/onnx_ops.py --preset gtcrn             # export a preset in memory (random weights)
     python benchmarks/onnx_ops.py model.onnx --hops 2000     # a file written by sekd export
     python benchmarks/onnx_ops.py --preset student-m --causal
+    python benchmarks/onnx_ops.py --preset gtcrn --level extended   # another optimisation level
 
 Prints three tables, by operator type: the nodes of the exported graph, the nodes left after
 onnxruntime's graph optimisations (the session sekd streams with, ``sekd.runtime.onnx_session``:
@@ -29,7 +30,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sekd.runtime import OnnxStep, StreamFormat, onnx_session  # noqa: E402
+from sekd.runtime import OPTIMISATION_LEVELS, OnnxStep, StreamFormat, onnx_session, session_options  # noqa: E402
 
 
 def node_counts(model: onnx.ModelProto) -> Counter:
@@ -47,28 +48,24 @@ def node_counts(model: onnx.ModelProto) -> Counter:
     return counts
 
 
-def optimised_counts(data: bytes) -> Counter:
+def optimised_counts(data: bytes, level: str) -> Counter:
     """Operator types after onnxruntime's optimisations, as the streaming session applies them."""
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts = session_options(1, level)
         opts.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
         opts.log_severity_level = 3  # not the warning that a saved optimised model is hardware-specific
-        ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        onnx_session(data, options=opts)
         return node_counts(onnx.load(opts.optimized_model_filepath))
 
 
-def profile(data: bytes, hops: int) -> tuple[dict, float, float]:
+def profile(data: bytes, hops: int, level: str) -> tuple[dict, float, float]:
     """Per op type (calls, kernel µs) over ``hops`` calls; mean wall µs of a call without and with profiling."""
-    import onnxruntime as ort
     fmt = StreamFormat.from_metadata({p.key: p.value for p in onnx.load_from_string(data).metadata_props},
                                      "the model")
     feats = np.random.default_rng(0).standard_normal((1, 2 * fmt.channels, 1, fmt.bins)).astype(np.float32)
     states = [(s.input, s.output, s.initial()) for s in fmt.states]
 
-    plain = OnnxStep(onnx_session(data, 1), fmt.feats, fmt.mask, states, "the model")
+    plain = OnnxStep(onnx_session(data, options=session_options(1, level)), fmt.feats, fmt.mask, states, "the model")
     for _ in range(50):
         plain(feats)
     start = time.perf_counter()
@@ -77,12 +74,10 @@ def profile(data: bytes, hops: int) -> tuple[dict, float, float]:
     plain_us = 1e6 * (time.perf_counter() - start) / hops
 
     with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts = session_options(1, level)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "trace")
-        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        session = onnx_session(data, options=opts)
         step = OnnxStep(session, fmt.feats, fmt.mask, states, "the model")
         for _ in range(50):
             step(feats)
@@ -133,18 +128,20 @@ def main() -> None:
     parser.add_argument("--preset", help="export this preset in memory instead (random weights)")
     parser.add_argument("--causal", action="store_true", help="with --preset: the causal DPDCRN variant")
     parser.add_argument("--hops", type=int, default=1000, help="profiled calls (default 1000)")
+    parser.add_argument("--level", choices=OPTIMISATION_LEVELS, default="all",
+                        help="onnxruntime graph optimisation level (default all, what sekd streams with)")
     args = parser.parse_args()
     if (args.model is None) == (args.preset is None):
         parser.error("give an ONNX file or --preset, not both")
     data = Path(args.model).read_bytes() if args.model else export_preset(args.preset, args.causal)
     exported = node_counts(onnx.load_from_string(data))
-    optimised = optimised_counts(data)
+    optimised = optimised_counts(data, args.level)
     load = os.getloadavg()[0]
-    table, plain_us, profiled_us = profile(data, args.hops)
+    table, plain_us, profiled_us = profile(data, args.hops, args.level)
     name = args.model or f"preset {args.preset}" + (" (causal)" if args.causal else "")
     print(f"# {name}\n")
     print(format_counts("Exported graph", exported) + "\n")
-    print(format_counts("After onnxruntime's optimisations", optimised) + "\n")
+    print(format_counts(f"After onnxruntime's optimisations (level {args.level})", optimised) + "\n")
     print(f"onnxruntime profiler, {args.hops} hops, one thread:\n")
     print(format_profile(table, args.hops, optimised) + "\n")
     kernels = sum(us for _, us in table.values()) / args.hops

@@ -143,22 +143,40 @@ class StreamFormat:
 
 
 # -- onnxruntime -----------------------------------------------------------------------------
-def onnx_session(model: bytes | str, threads: int | None = 1, where: str | None = None):
-    """An onnxruntime CPU session for an exported step: the one place sekd's streaming sessions are made.
+OPTIMISATION_LEVELS = ("all", "extended", "basic", "none")
+
+
+def session_options(threads: int | None = 1, optimisation: str = "all"):
+    """The onnxruntime options sekd streams with (:func:`onnx_session`); ``benchmarks/onnx_ops.py`` compares levels.
 
     One stream is frame-sized work: ``threads=1`` (the default) runs it on the calling
-    thread alone, as deployed; extra threads only spin on a busy machine.
+    thread alone, as deployed; extra threads only spin on a busy machine. ``all`` includes
+    the NCHWc layout transform, whose reorder nodes roughly break even on GTCRN's small
+    convolutions and help the wider DPDCRN students.
     """
     import onnxruntime as ort
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = levels[optimisation]
+    return opts
+
+
+def onnx_session(model: bytes | str, threads: int | None = 1, where: str | None = None, options=None):
+    """An onnxruntime CPU session for an exported step: the one place sekd's streaming sessions are made.
+
+    ``options``: :func:`session_options` (the default) or a variant of them.
+    """
+    import onnxruntime as ort
     where = where or (model if isinstance(model, str) else "the exported ONNX model")
     try:
-        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options or session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
         raise SekdError(f"{where}: cannot load the ONNX model ({exc})") from None
 
