@@ -290,6 +290,7 @@ def test_the_built_corpus_writes_its_pools_and_adds_them_to_an_older_one(small_c
     ("data.rir_prob=1.5", "data.rir_prob must be in [0, 1]"),
     ("data.noises_per_example=[0,2]", "low >= 1"),
     ("data.snr_range=5", "data.snr_range: expected list"),
+    ("data.rir_prob=0.2", "data.rir_prob applies to data.mixing=online only"),
 ])
 def test_online_keys_are_checked(override, message):
     with pytest.raises(SekdError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -224,6 +224,9 @@ def check_ranges(cfg: Config, source: str) -> None:
         raise SekdError(f"{source}: train.lr_min ({cfg.train.lr_min}) must not exceed train.lr ({cfg.train.lr})")
     if cfg.signal.hop > cfg.signal.n_fft:
         raise SekdError(f"{source}: signal.hop ({cfg.signal.hop}) must not exceed signal.n_fft ({cfg.signal.n_fft})")
+    unused = [key for key in cfg.data.omitted_keys() if getattr(cfg.data, key) != getattr(DataConfig(), key)]
+    if unused:  # a fixed run would silently ignore it (and leave it out of the resolved config)
+        raise SekdError(f"{source}: data.{unused[0]} applies to data.mixing=online only (data.mixing is fixed)")
 
 
 def config_from_dict(d: dict, source: str = "config", extra_sections: tuple[str, ...] = ("distill",)) -> Config:
