@@ -27,8 +27,8 @@ import soundfile as sf
 
 from ..audio import wav_truncation
 from ..errors import SekdError
-from .datasets import Pair
-from .mixing import PoolFile, Pools
+from .pairs import Pair
+from .pools import PoolFile, Pools
 
 log = logging.getLogger("sekd")
 
@@ -53,7 +53,7 @@ def pair_problems(pair: Pair, in_channels: int | None = None, min_samples: int =
     """What is wrong with one pair, each line naming its file; empty when the pair is fine.
 
     ``in_channels``: the model's input channels (the noisy file's, then further microphones'
-    as :func:`~sekd.data.datasets.read_channels` takes them); None skips that check.
+    as :func:`~sekd.data.pairs.read_channels` takes them); None skips that check.
     """
     problems: list[str] = []
     infos: dict[Path, sf._SoundFileInfo] = {}

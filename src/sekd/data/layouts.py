@@ -46,16 +46,17 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from concurrent.futures import ThreadPoolExecutor
-
 import soundfile as sf
 
+from ..audio import AUDIO_SUFFIXES
 from ..errors import SekdError
-from .datasets import AUDIO_SUFFIXES, Pair
-from .mixing import POOL_NAMES, PoolFile, Pools
+from .checks import check_pairs, check_pools
+from .pairs import Pair
+from .pools import POOL_NAMES, PoolFile, Pools
 
 L3DAS23_PREFIX = "L3DAS23_Task1_"
 L3DAS23_SPLITS = {"train": ("train100", "train360"), "valid": ("dev",), "test": ("test",)}
@@ -381,7 +382,6 @@ def check_corpus(data: str | Path) -> tuple[Corpus, list[str], list[str]]:
                      f"{','.join(map(str, sorted(rates))) or '-'}")
     total = sum(len(p) for p in corpus.splits.values())
     lines.append(f"{'total':<10} {total:>5}")
-    from .checks import check_pairs  # the facts training and evaluation check before work: samples too
     all_pairs = [pair for pairs in corpus.splits.values() for pair in pairs]
     problems += [line for found in check_pairs(all_pairs).values() for line in found]
     return corpus, lines, list(dict.fromkeys(problems))
@@ -398,7 +398,6 @@ def check_data(data: str | Path) -> list[str]:
         if not has_pools or (Path(data) / "manifest.csv").exists():
             raise
     if has_pools:
-        from .checks import check_pools  # the checks training makes before it mixes online
         pools = scan_pools(data)
         lines += ([""] if lines else []) + pool_report(pools)
         problems += pools.problems + [line for found in check_pools(pools).values() for line in found]

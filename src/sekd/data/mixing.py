@@ -48,7 +48,7 @@ pipeline, a large dependency for the hundred lines below.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +62,8 @@ from ..audio import SAMPLE_RATE, resample
 from ..errors import SekdError
 from .datasets import crop_seed
 from .noise import rms
+from .pools import PoolFile, Pools
 
-POOL_NAMES = ("clean", "noise", "rir")
 EARLY_S = 0.05              # the target keeps the direct path and this much of the response after it
 PEAK = 0.99                 # neither noisy nor target may peak above this after the level gain
 SILENT_RMS = 1e-4           # −80 dBFS: a crop below it holds no speech (or no noise)
@@ -82,42 +82,6 @@ class PoolFileError(SekdError):
         if message.startswith(f"Caught {type(self).__name__}"):
             message = message.rstrip().splitlines()[-1].split(f"{type(self).__name__}: ", 1)[-1]
         super().__init__(message)
-
-
-@dataclass(frozen=True)
-class PoolFile:
-    path: Path
-    rate: int
-    channels: int
-    frames: int
-
-    @property
-    def samples(self) -> int:
-        """The length at 16 kHz."""
-        return self.frames * SAMPLE_RATE // self.rate
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.rate
-
-
-@dataclass
-class Pools:
-    """The audio files of each pool (``clean``, ``noise``, ``rir``: sorted, headers read) of one folder."""
-
-    layout: str
-    root: Path
-    folders: dict[str, Path]                  # pool -> the folder its files come from
-    files: dict[str, list[PoolFile]]
-    problems: list[str] = field(default_factory=list)  # files found listing that cannot be used, one line each
-
-    def seconds(self, pool: str) -> float:
-        return sum(f.seconds for f in self.files.get(pool, []))
-
-    def without(self, bad: set[Path]) -> Pools:
-        """These pools less the files in ``bad``."""
-        return Pools(self.layout, self.root, self.folders,
-                     {pool: [f for f in files if f.path not in bad] for pool, files in self.files.items()})
 
 
 def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
