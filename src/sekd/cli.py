@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = _add(sub, "distill", "distil a student from a frozen teacher: L_SE + λ·L_KD with a method from 'sekd methods'",
              "  sekd distill configs/cpu-distill.yaml distill.teacher=runs/cpu-teacher/checkpoints/best.ckpt\n"
-             "  sekd distill configs/cpu-distill.yaml distill.method=pkt distill.weight=0.5")
+             "  sekd distill configs/cpu-distill.yaml distill.method=pkt distill.weight=0.5 distill.options={}"
+             "   # another method: its own options")
     d.add_argument("config", help="YAML config (train's sections plus distill: teacher, method, weight, options)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. distill.method=at distill.options.mode=paper")
     d.set_defaults(func=cmd_fit)
