@@ -53,8 +53,7 @@ def build_modules(study_path: str, data: str | None, teacher_ckpt: Path) -> dict
     from sekd.engine.module import EnhancementModule
     from sekd.study import Run, load_study, run_config
 
-    study = load_study(study_path)
-    study.data = data or study.data  # not an override: 'data=...' would name the runs' data section
+    study = load_study(study_path, [f"data={data}"] if data else [])
     teacher_cfg = run_config(study, Run("teacher", 0, Path(tempfile.mkdtemp()), None))
     student_cfg = run_config(study, Run("none", 0, Path(tempfile.mkdtemp()), None))
     torch.manual_seed(0)

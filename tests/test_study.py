@@ -65,6 +65,15 @@ def test_bad_study_configs(tmp_path):
         load_study(path, ["evaluation.lmit=3"])
 
 
+def test_a_bare_data_override_is_the_studys_corpus_and_dotted_data_keys_go_to_every_run(tmp_path):
+    path = write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out")
+    study = load_study(path, ["data=/other/corpus", "data.num_workers=2"])
+    assert study.data == "/other/corpus"
+    assert "data" not in study.common and study.common["data.num_workers"] == 2
+    teacher = run_config(study, plan_runs(study)[0])
+    assert teacher.data.train == "/other/corpus" and teacher.data.num_workers == 2
+
+
 def test_study_writes_results_and_skips_finished_runs(finished_study, caplog):
     config, out = finished_study
     runs = sorted(p.relative_to(out).as_posix() for p in out.rglob("result.json"))

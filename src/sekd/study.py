@@ -30,7 +30,7 @@ config is refused rather than mixed in.
 The study config's keys are those of :class:`StudyConfig`; command-line overrides are
 ``key=value`` (``seeds=[0]``, ``evaluation.limit=20``), and dotted keys that start with a
 run config section (``train.max_steps=10``, ``data.num_workers=2``) go to ``common``, the
-overrides applied to every trained run.
+overrides applied to every trained run; a bare ``data=PATH`` is the study's own ``data`` key.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     raw = read_yaml_mapping(path, "study config")
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] in RUN_SECTIONS:  # a run config key: for every trained run
+        if len(keys) > 1 and keys[0] in RUN_SECTIONS:  # a run config key: for every trained run
             raw.setdefault("common", {})[".".join(keys)] = value
         else:
             set_dotted(raw, keys, value, text)
