@@ -82,6 +82,20 @@ def test_streaming_in_random_pieces_equals_the_offline_model(lookback, in_channe
     np.testing.assert_array_equal(push_in_random_pieces(streamer, audio, seed=5), out)
 
 
+def test_gtcrn_streams_through_a_frozen_step_equal_to_the_offline_model():
+    from test_gtcrn import with_running_statistics
+    model = with_running_statistics(build_enhancer("gtcrn", channels=8, layers=1))
+    audio = speechlike(1.0, seed=3)[None] + 0.05 * np.random.default_rng(2).standard_normal((1, 16000)).astype(
+        np.float32)
+    streamer = StreamingEnhancer(model)
+    assert isinstance(streamer.runner.step, torch.jit.ScriptModule)  # the frozen trace, not the eager step
+    out = push_in_random_pieces(streamer, audio)
+    assert np.abs(out[streamer.latency:] - enhance_array(model, audio)).max() < 1e-4
+    assert np.abs(out).max() > 1e-2  # not trivially equal
+    # In training mode the network cannot be frozen: the eager step runs.
+    assert StreamingEnhancer(model.train()).runner.step.__class__ is CausalStep
+
+
 def test_latency_is_one_window():
     streamer = StreamingEnhancer(build_enhancer("tiny", causal=True))
     assert streamer.latency == 511 and streamer.latency_ms == pytest.approx(31.94, abs=0.01)

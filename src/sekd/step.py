@@ -10,6 +10,8 @@ its own, so there is one model. :mod:`sekd.export` turns it into an ONNX graph a
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -51,3 +53,29 @@ class CausalStep(nn.Module):
 
     def forward(self, feats: torch.Tensor, *state: torch.Tensor):
         return self.impl(feats, *state)
+
+    def frozen(self, channels: int, bins: int):
+        """The step for eager streaming: a frozen TorchScript trace when the network's step allows it, else itself.
+
+        A step whose ``traceable`` attribute is true (GTCRN's: no Python decision depends on a
+        tensor's value, one frame always takes the same operators) is traced on one frame of
+        ``channels`` microphones and ``bins`` bins and frozen: its weights become constants,
+        so what depends on them alone (GTCRN's block-diagonal GRU weights) is computed once
+        instead of every hop, BatchNorm folds into the convolution before it, and the hop
+        runs as one TorchScript graph instead of ~100 Python module calls. The result equals
+        the eager step to float rounding (the folding reorders a few products; tests check
+        streaming against the offline model). Freezing needs the network in eval mode; in
+        training mode, or for another step, the eager step is returned.
+        """
+        networks = [m for m in self.modules() if isinstance(m, EnhancementNetwork)]
+        if not getattr(self.impl, "traceable", False) or any(net.training for net in networks):
+            return self
+        self.eval()  # the wrappers around the network; they behave alike in both modes
+        feats = torch.zeros(1, 2 * channels, 1, bins)
+        state = self.initial_state(1, bins)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+            frozen = torch.jit.freeze(torch.jit.trace(self, (feats, *state), check_trace=False))
+            for _ in range(3):  # the profiling executor specialises the graph over its first runs
+                frozen(feats, *state)
+        return frozen

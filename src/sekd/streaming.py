@@ -38,12 +38,14 @@ __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file",
 class TorchRunner:
     """One frame in PyTorch: :mod:`sekd.signal`'s features and mask around :class:`CausalStep`, state held between calls."""
 
-    def __init__(self, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int):
-        self.step, self.cfg, self.ref_channel = step, cfg, ref_channel
+    def __init__(self, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int, channels: int):
+        self.initial_state = step.initial_state
+        self.step = step.frozen(channels, cfg.bins)  # GTCRN's: a frozen TorchScript graph (CausalStep.frozen)
+        self.cfg, self.ref_channel = cfg, ref_channel
         self.reset()
 
     def reset(self) -> None:
-        self.state = self.step.initial_state(1, self.cfg.bins)
+        self.state = self.initial_state(1, self.cfg.bins)
 
     def enhance(self, spec: np.ndarray) -> np.ndarray:
         """Spectra ``[M, F]`` -> enhanced spectrum ``[F]``."""
@@ -111,7 +113,7 @@ class StreamingEnhancer(OverlapAddStreamer):
         self.ref_channel = model.ref_channel
         step = CausalStep(model.network, attention_cache_frames(model.network, self.cfg.hop, cache_seconds))
         if engine == "torch":
-            self.runner = TorchRunner(step, self.cfg, self.ref_channel)
+            self.runner = TorchRunner(step, self.cfg, self.ref_channel, model.in_channels)
         elif engine == "onnx":
             if onnx_model is None:
                 onnx_model = export_step(model, cache_seconds=cache_seconds)

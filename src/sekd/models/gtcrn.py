@@ -399,7 +399,13 @@ class GTCRN(EnhancementNetwork):
 
 
 class GTCRNStep(StreamingStep):
-    """One hop of :class:`GTCRN`: :meth:`GTCRN.run` on one frame with the state passed in and out."""
+    """One hop of :class:`GTCRN`: :meth:`GTCRN.run` on one frame with the state passed in and out.
+
+    ``traceable``: the same operators every hop, whatever the values, so the eager engine
+    runs it as a frozen TorchScript trace (:meth:`sekd.step.CausalStep.frozen`).
+    """
+
+    traceable = True
 
     def __init__(self, net: GTCRN):
         super().__init__()
