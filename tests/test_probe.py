@@ -73,17 +73,18 @@ def test_enhance_processes_the_good_files_and_names_the_bad(probe, tmp_path, tin
                  "-q", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    unreadable = ["nan", "empty", "nosamples", "stereo", "garbage", "badcodec"]
+    unreadable = ["nan", "empty", "nosamples", "garbage", "badcodec"]  # a stereo file is enhanced channel by channel
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == len(unreadable)
     for name in unreadable:
         assert sum(f"noisy/{name}.wav" in line for line in errors) == 1, name
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    enhanced = sorted({*good, "tiny", "silentref", "stereoref", "lengths", "truncated"})
+    enhanced = sorted({*good, "tiny", "silentref", "stereo", "stereoref", "lengths", "truncated"})
     assert written == ["extra.wav", *(f"probe/noisy/{n}.wav" for n in enhanced)]
     assert sf.info(out / "probe/noisy/pcm24.wav").subtype == "PCM_24"
     assert sf.info(out / "probe/noisy/float.wav").subtype == "FLOAT"
     assert "truncated" in err
+    assert sf.info(out / "probe/noisy/stereo.wav").channels == 2  # the file's channels are kept
 
 
 def test_stream_over_every_file(probe, tmp_path, causal_ckpt, capsys):
@@ -92,7 +93,7 @@ def test_stream_over_every_file(probe, tmp_path, causal_ckpt, capsys):
         code = main(["stream", "--ckpt", str(causal_ckpt), str(wav), "-o", str(tmp_path / "s" / wav.name)])
         err = capsys.readouterr().err
         assert "Traceback" not in err
-        broken = wav.stem in ("nan", "empty", "nosamples", "stereo", "garbage", "badcodec")
+        broken = wav.stem in ("nan", "empty", "nosamples", "garbage", "badcodec")  # stereo: channel by channel
         assert code == (2 if broken else 0), (wav.name, err)
         assert (str(wav) in err) == broken
 
