@@ -95,6 +95,7 @@ def quantize_int8(graph: onnx.ModelProto) -> onnx.ModelProto:
             quantized = onnx.load(dst)
     finally:
         root.setLevel(level)
+    del quantized.graph.value_info[:]  # the quantiser's shape inference: optional, a sixth of the file
     # Our keys over whatever the quantiser kept or added: the file must stream as the float one does.
     props = {p.key: p.value for p in quantized.metadata_props}
     props.update({p.key: p.value for p in graph.metadata_props})

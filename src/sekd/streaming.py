@@ -101,8 +101,9 @@ class StreamingEnhancer(OverlapAddStreamer):
     without one it holds for the first ``cache_seconds`` (4 s by default, the paper-scale
     training crop), after which attention sees the last ``cache_seconds``, a bounded look-back.
 
-    ``engine="torch"`` runs the step in PyTorch, each frame's features and mask through
-    :mod:`sekd.signal` as offline; ``engine="onnx"`` runs it in onnxruntime, from
+    ``engine="torch"`` runs the step in PyTorch (a traceable one, GTCRN's, as a frozen
+    TorchScript graph: :meth:`sekd.step.CausalStep.frozen`), each frame's features and mask
+    through :mod:`sekd.signal` as offline; ``engine="onnx"`` runs it in onnxruntime, from
     ``onnx_model`` (a file or its bytes) or, when that is None, from an in-memory export,
     with the runtime's numpy signal path (as :class:`sekd.runtime.OnnxStreamer`).
     """

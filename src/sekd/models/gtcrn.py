@@ -70,6 +70,27 @@ def erb_weights(bins: int, low_bins: int, bands: int) -> torch.Tensor:
     return (1 - (rate[None, :] - centres[:, None]).abs() / spacing).clamp_min(0)
 
 
+GRU_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def one_frame_eager(x: torch.Tensor, time_dim: int) -> bool:
+    """True for one frame outside ONNX export: the streaming step's shapes, run by PyTorch.
+
+    There the few layers below take a shortcut that gives the same result with fewer or
+    faster kernels; the exported graph keeps the plain operators, which onnxruntime runs well.
+    """
+    return x.shape[time_dim] == 1 and not torch.onnx.is_in_onnx_export()
+
+
+def one_gru_step(x: torch.Tensor, state: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """A forward GRU over one time-major step ``x [1, N, in]`` from ``state [1, N, hidden]``: the new state.
+
+    ``torch.gru_cell`` does the same products as the GRU layer on one step (bit-equal), without
+    the layer's setup, which costs more than the step itself at these sizes.
+    """
+    return torch.gru_cell(x[0], state[0], *weights)[None]
+
+
 class FixedBandMap(nn.Module):
     """Keep the first ``low_bins`` bins, map the rest through a fixed matrix (a buffer, not trained)."""
 
@@ -144,7 +165,22 @@ class CausalDepthwiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         extended = torch.cat([history, x], dim=2)             # (B, C, 2d + T, F)
+        if one_frame_eager(x, 2):
+            return self.one_frame(extended), extended[:, :, -self.context:]
         return self.conv(extended), extended[:, :, -self.context:]
+
+    def one_frame(self, extended: torch.Tensor) -> torch.Tensor:
+        """The output frame from the three frames it reads, as one dense (1, 3) convolution.
+
+        Channel c's kernel rows go to input channels 3c..3c + 2 (zeros elsewhere): the same
+        products as the depthwise dilated convolution, where PyTorch's depthwise kernels
+        spend far longer on a single frame (a frozen step folds the dense kernel once).
+        """
+        b, c, _, f = extended.shape
+        w = self.conv.weight[:, 0]                                                    # (C, 3, 3)
+        dense = (torch.eye(c, dtype=w.dtype, device=w.device)[:, :, None, None] * w[:, None]).reshape(c, 3 * c, 1, 3)
+        frames = extended[:, :, ::self.conv.dilation[0]].reshape(b, 3 * c, 1, f)     # channel 3c + k: frame k of c
+        return F.conv2d(frames, dense, self.conv.bias, padding=(0, 1))
 
 
 class TemporalAttention(nn.Module):
@@ -158,7 +194,11 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         energy = x.pow(2).mean(-1).permute(2, 0, 1)            # (T, B, C)
-        h, state = self.gru(energy, state)
+        if one_frame_eager(energy, 0):
+            state = one_gru_step(energy, state, [getattr(self.gru, f"{n}_l0") for n in GRU_WEIGHTS])
+            h = state
+        else:
+            h, state = self.gru(energy, state)
         weight = torch.sigmoid(self.fc(h)).permute(1, 2, 0)    # (B, C, T)
         return x * weight[..., None], state
 
@@ -255,6 +295,9 @@ class GroupedGRU(nn.Module):
             x = torch.cat([x, x.flip(0)], dim=-1)
         if state is None:
             state = x.new_zeros(1, x.shape[1], self.backward.numel())
+        if not self.bidirectional and one_frame_eager(x, 0):
+            state = out = one_gru_step(x, state, self.fused_weights())
+            return out, state
         # What nn.GRU.forward calls, with the fused weights (a functional GRU with given weights).
         out, state = torch._VF.gru(x, state, self.fused_weights(), True, 1, 0.0, self.training, False, False)
         if self.bidirectional:
