@@ -8,9 +8,9 @@
 Rows: the causal ``student-m``, the causal ``student-l``, the teacher and the ultra-light
 ``gtcrn`` and ``gtcrn-l`` (causal by design), each through the streaming engine
 (``sekd.streaming.StreamingEnhancer``) with PyTorch, with onnxruntime (fp32) and with
-onnxruntime on the export with dynamic int8 weight quantisation (``onnx-int8``,
-``onnxruntime.quantization.quantize_dynamic``; its output differs from fp32 by the
-quantisation error, so check quality before deploying it); then RNNoise and NSNet2 through
+onnxruntime on the export with int8 weights (``onnx-int8``, ``sekd export --quantize int8``:
+onnxruntime's dynamic quantisation of the MatMul weights; its quality against fp32:
+``benchmarks/int8_quality.py``); then RNNoise and NSNet2 through
 their adapters in ``sekd.peers``. The teacher runs as a
 causal model too: an offline teacher attends over the whole file and cannot run per hop,
 and the causal variant has the same convolutions, GRUs and projections per frame (its
@@ -40,11 +40,9 @@ comparable even when the machine's absolute speed is not.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,18 +81,8 @@ def noise_frames(size: int, count: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def int8_export(model) -> bytes:
-    """The exported step with onnxruntime's dynamic int8 quantisation of its weights (MatMul/Gemm/Conv)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser logs a warning per integer tensor it leaves alone
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            export_step(model, Path(tmp) / "fp32.onnx")
-            quantize_dynamic(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", weight_type=QuantType.QInt8)
-            return (Path(tmp) / "int8.onnx").read_bytes()
-    finally:
-        root.setLevel(level)
+    """The exported step as ``sekd export --quantize int8`` writes it (:func:`sekd.export.quantize_int8`)."""
+    return export_step(model, quantize="int8")
 
 
 def ours(preset: str, engine: str, hops: int) -> dict:

@@ -74,14 +74,16 @@ def quantize_int8(graph: onnx.ModelProto) -> onnx.ModelProto:
 
     onnxruntime's dynamic quantisation (``quantize_dynamic``): int8 weights with a scale
     per tensor, activations quantised on the fly per call, so no calibration data is
-    needed. Only MatMul (the linear layers and the ERB band maps), because on the
-    streaming step it is the one choice that does not cost time (GTCRN, one thread,
-    median per hop over 600 interleaved calls on a busy 2-core machine: float32 0.51 ms,
-    MatMul 0.49 ms, MatMul and Conv 0.69 ms, static QDQ calibrated on 100 frames of noise
-    0.85 ms; mask SNR against float32 41, 41 and 37 dB): ``ConvInteger`` and quantise/dequantise pairs around GTCRN's small
+    needed. Only MatMul (the linear layers and the ERB band maps): on the streaming step it
+    is the one choice that does not cost time (GTCRN, one thread, median per hop over 600
+    interleaved calls on a busy 2-core machine: float32 0.51 ms, MatMul 0.49 ms, MatMul and
+    Conv 0.69 ms, static QDQ calibrated on 100 frames 0.85 ms; mask SNR against float32 41,
+    41 and 37 dB). ``ConvInteger`` and quantise/dequantise pairs around GTCRN's small
     convolutions cost more than the int8 arithmetic saves, and onnxruntime has no int8
-    GRU, so the GRUs, most of GTCRN's weights, stay float32 in every mode. The quality
-    cost, measured against the float32 export, is in ``benchmarks/int8_quality.py``.
+    GRU, so the GRUs, most of GTCRN's weights, stay float32 in every mode. Static
+    quantisation with calibration frames from the corpus was not needed for quality either:
+    on the test split the dynamic one moves PESQ-WB by -0.004 on average
+    (``benchmarks/int8_quality.py``; docs/deployment.md).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
     root = logging.getLogger()
