@@ -176,10 +176,11 @@ class CausalDepthwiseConv(nn.Module):
         products as the depthwise dilated convolution, where PyTorch's depthwise kernels
         spend far longer on a single frame (a frozen step folds the dense kernel once).
         """
-        b, c, _, f = extended.shape
-        w = self.conv.weight[:, 0]                                                    # (C, 3, 3)
-        dense = (torch.eye(c, dtype=w.dtype, device=w.device)[:, :, None, None] * w[:, None]).reshape(c, 3 * c, 1, 3)
-        frames = extended[:, :, ::self.conv.dilation[0]].reshape(b, 3 * c, 1, f)     # channel 3c + k: frame k of c
+        w = self.conv.weight                                                          # (C, 1, 3, 3)
+        c = w.shape[0]
+        # dense[c, c', k, j] = w[c, 0, k, j] where c' = c: from the weight alone, so a frozen trace folds it
+        dense = torch.diag_embed(w[:, 0].permute(1, 2, 0)).permute(2, 3, 0, 1).reshape(c, 3 * c, 1, 3)
+        frames = extended[:, :, ::self.conv.dilation[0]].flatten(1, 2).unsqueeze(2)  # channel 3c + k: frame k of c
         return F.conv2d(frames, dense, self.conv.bias, padding=(0, 1))
 
 
