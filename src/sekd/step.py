@@ -64,8 +64,10 @@ class CausalStep(nn.Module):
         instead of every hop, BatchNorm folds into the convolution before it, and the hop
         runs as one TorchScript graph instead of ~100 Python module calls. The result equals
         the eager step to float rounding (the folding reorders a few products; tests check
-        streaming against the offline model). Freezing needs the network in eval mode; in
-        training mode, or for another step, the eager step is returned.
+        streaming against the offline model). The trace holds the weights as they are now:
+        a later change to the network's weights is not seen (freeze again). Freezing needs
+        the network in eval mode; in training mode, or for another step, the eager step is
+        returned.
         """
         networks = [m for m in self.modules() if isinstance(m, EnhancementNetwork)]
         if not getattr(self.impl, "traceable", False) or any(net.training for net in networks):
