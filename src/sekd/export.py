@@ -66,7 +66,7 @@ def stream_format(model: SpeechEnhancer, step: CausalStep) -> StreamFormat:
 
 def require_quantization(quantize: str | None) -> None:
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise SekdError(f"unknown quantisation {quantize!r}; choose {', '.join(QUANTIZATIONS)} (or none for float32)")
+        raise SekdError(f"unknown quantisation {quantize!r}; choose {', '.join(QUANTIZATIONS)} (float32 without one)")
 
 
 def quantize_int8(graph: onnx.ModelProto) -> onnx.ModelProto:
