@@ -34,6 +34,7 @@ offline by construction.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -148,11 +149,55 @@ class SubbandPointConv(nn.Conv2d):
         return y.numel() * (self.in_channels + 1)
 
 
+def block_diagonal(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """A grouped convolution's weight as the same convolution's with ``groups=1``: zeros between the groups.
+
+    Along the first axis each group's kernels see only their group's channels of the second.
+    """
+    blocks = [w.flatten(1) for w in weight.chunk(groups)]
+    return torch.block_diag(*blocks).reshape(weight.shape[0], weight.shape[1] * groups, *weight.shape[2:])
+
+
+class GroupedFrequencyConv(nn.Conv2d):
+    """A grouped ``nn.Conv2d`` that runs one frame as a dense convolution (block-diagonal weight).
+
+    PyTorch sends a grouped convolution to oneDNN, whose setup costs several times the
+    work of one frame; the dense one runs in PyTorch's own kernel. Same parameters and result.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if one_frame_eager(x, 2):
+            return F.conv2d(x, block_diagonal(self.weight, self.groups), self.bias, self.stride, self.padding)
+        return super().forward(x)
+
+    def count_macs(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """For :mod:`sekd.profile`: as ptflops counts an ``nn.Conv2d``."""
+        per_position = math.prod(self.kernel_size) * self.in_channels * (self.out_channels // self.groups)
+        return per_position * y.shape[0] * math.prod(y.shape[2:]) + (y.numel() if self.bias is not None else 0)
+
+
+class GroupedFrequencyConvTranspose(nn.ConvTranspose2d):
+    """:class:`GroupedFrequencyConv` for the transposed convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if one_frame_eager(x, 2):
+            return F.conv_transpose2d(x, block_diagonal(self.weight, self.groups), self.bias, self.stride,
+                                      self.padding, self.output_padding)
+        return super().forward(x)
+
+    def count_macs(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """For :mod:`sekd.profile`: as ptflops counts an ``nn.ConvTranspose2d`` (per input position)."""
+        per_position = math.prod(self.kernel_size) * self.in_channels * (self.out_channels // self.groups)
+        return per_position * x.shape[0] * math.prod(x.shape[2:]) + (y.numel() if self.bias is not None else 0)
+
+
 def frequency_conv(c_in: int, c_out: int, groups: int = 1, transposed: bool = False) -> nn.Module:
     """Kernel 5 along frequency, stride 2: 129 -> 65 -> 33 bins, or back with ``transposed``."""
     if transposed:
-        return nn.ConvTranspose2d(c_in, c_out, (1, 5), (1, 2), padding=(0, 2), groups=groups)
-    return nn.Conv2d(c_in, c_out, (1, 5), (1, 2), padding=(0, 2), groups=groups)
+        kind = GroupedFrequencyConvTranspose if groups > 1 else nn.ConvTranspose2d
+        return kind(c_in, c_out, (1, 5), (1, 2), padding=(0, 2), groups=groups)
+    return (GroupedFrequencyConv if groups > 1 else nn.Conv2d)(c_in, c_out, (1, 5), (1, 2), padding=(0, 2),
+                                                               groups=groups)
 
 
 class CausalDepthwiseConv(nn.Module):
