@@ -125,6 +125,8 @@ def subband_features(x: torch.Tensor) -> torch.Tensor:
     """
     c = x.shape[1]
     one_hot = torch.eye(3, dtype=x.dtype, device=x.device).repeat(c, 1)[:, None, None, :]  # (3C, 1, 1, 3)
+    if one_frame_eager(x, 2):  # dense, as GroupedFrequencyConv: PyTorch's kernel instead of oneDNN's setup
+        return F.conv2d(x, block_diagonal(one_hot, c), padding=(0, 1))
     return F.conv2d(x, one_hot, padding=(0, 1), groups=c)
 
 
