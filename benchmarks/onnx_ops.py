@@ -65,26 +65,23 @@ def profile(data: bytes, hops: int, level: str) -> tuple[dict, float, float]:
     feats = np.random.default_rng(0).standard_normal((1, 2 * fmt.channels, 1, fmt.bins)).astype(np.float32)
     states = [(s.input, s.output, s.initial()) for s in fmt.states]
 
-    plain = OnnxStep(onnx_session(data, options=session_options(1, level)), fmt.feats, fmt.mask, states, "the model")
-    for _ in range(50):
-        plain(feats)
-    start = time.perf_counter()
-    for _ in range(hops):
-        plain(feats)
-    plain_us = 1e6 * (time.perf_counter() - start) / hops
+    def mean_call_us(step) -> float:  # 50 warm-up calls, then the mean of `hops` timed ones
+        for _ in range(50):
+            step(feats)
+        start = time.perf_counter()
+        for _ in range(hops):
+            step(feats)
+        return 1e6 * (time.perf_counter() - start) / hops
+
+    plain_us = mean_call_us(OnnxStep(onnx_session(data, options=session_options(1, level)), fmt.feats, fmt.mask,
+                                     states, "the model"))
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = session_options(1, level)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "trace")
         session = onnx_session(data, options=opts)
-        step = OnnxStep(session, fmt.feats, fmt.mask, states, "the model")
-        for _ in range(50):
-            step(feats)
-        start = time.perf_counter()
-        for _ in range(hops):
-            step(feats)
-        profiled_us = 1e6 * (time.perf_counter() - start) / hops
+        profiled_us = mean_call_us(OnnxStep(session, fmt.feats, fmt.mask, states, "the model"))
         events = json.loads(Path(session.end_profiling()).read_text())
     table = defaultdict(lambda: [0, 0.0])
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
