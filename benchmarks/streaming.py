@@ -24,7 +24,9 @@ inverse FFT and overlap-add; for RNNoise one 480-sample frame at 48 kHz (10 ms),
 one 160-sample hop at 16 kHz (10 ms). Each is reported as a fraction of its own hop's
 duration (1.0 = exactly real time on one core). One thread everywhere: ``torch.set_num_threads(1)``,
 onnxruntime ``intra_op_num_threads=1``; RNNoise is single-threaded C. 20 warm-up hops are
-not timed. Wall-clock time is what a real-time loop must fit in the hop; CPU time (the
+not timed. The rows are timed in turns (``ROUNDS`` rounds of ``hops / ROUNDS`` calls each, in
+a rotating order), so a drift of the machine's speed during the run touches every row alike
+and the ratios between rows hold. Wall-clock time is what a real-time loop must fit in the hop; CPU time (the
 process's, ``time.process_time``, so work on helper threads counts too) leaves out the
 time other processes hold the core, so it shows the cost of the code on a shared machine
 (the load average is printed with the table; contention shows first in the wall-clock
@@ -57,6 +59,7 @@ from sekd.models import build_enhancer  # noqa: E402
 from sekd.streaming import StreamingEnhancer  # noqa: E402
 
 WARMUP = 20
+ROUNDS = 10  # the rows take turns: each round times hops / ROUNDS calls of every row
 ENGINES = ("torch", "onnx", "onnx-int8")
 OURS = ("student-m", "student-l", "teacher", "gtcrn", "gtcrn-l")
 PEER_NAMES = ("rnnoise", "nsnet2")
@@ -66,13 +69,30 @@ GTCRN_TORCH_TARGET = 1 / 3   # gtcrn in eager PyTorch: p99 under a third of its 
 
 
 def time_calls(call, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Wall-clock and process CPU seconds per call of ``call(frame)``, warm-up calls dropped."""
+    """Wall-clock and process CPU seconds per call of ``call(frame)``."""
     wall, cpu = np.empty(len(frames)), np.empty(len(frames))
     for i, frame in enumerate(frames):
         start, start_cpu = time.perf_counter(), time.process_time()
         call(frame)
         wall[i], cpu[i] = time.perf_counter() - start, time.process_time() - start_cpu
-    return wall[WARMUP:], cpu[WARMUP:]
+    return wall, cpu
+
+
+def time_in_turns(rows: list[dict], hops: int) -> None:
+    """Fill each row's ``times`` and ``cpu``: ``WARMUP`` untimed calls each, then ``ROUNDS`` rounds in
+    which every row, in an order rotated each round, times its next ``hops / ROUNDS`` frames."""
+    for r in rows:
+        time_calls(r["call"], r["frames"][:WARMUP])
+    per_round = -(-hops // ROUNDS)
+    parts = {id(r): ([], []) for r in rows}
+    for k in range(ROUNDS):
+        for r in rows[k % len(rows):] + rows[:k % len(rows)]:
+            frames = r["frames"][WARMUP + k * per_round:WARMUP + min(hops, (k + 1) * per_round)]
+            wall, cpu = time_calls(r["call"], frames)
+            parts[id(r)][0].append(wall)
+            parts[id(r)][1].append(cpu)
+    for r in rows:
+        r["times"], r["cpu"] = (np.concatenate(x) for x in parts[id(r)])
 
 
 def noise_frames(size: int, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -94,8 +114,8 @@ def ours(preset: str, engine: str, hops: int) -> dict:
     else:
         streamer = StreamingEnhancer(model, engine=engine, threads=1)
     hop = model.signal.hop
-    times, cpu = time_calls(streamer.push, noise_frames(hop, hops + WARMUP))
-    return dict(system=f"{preset} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, times=times, cpu=cpu)
+    return dict(system=f"{preset} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, call=streamer.push,
+                frames=noise_frames(hop, hops + WARMUP))
 
 
 def peer(name: str, hops: int) -> dict:
@@ -103,8 +123,8 @@ def peer(name: str, hops: int) -> dict:
     p = build_peer(name)
     stream = p.stream()
     engine = {"rnnoise": "C (librnnoise)", "nsnet2": "onnxruntime"}[name]
-    times, cpu = time_calls(stream.process_frame, noise_frames(p.frame_size, hops + WARMUP))
-    return dict(system=name, engine=engine, hop_ms=1000 * p.frame_size / p.native_rate, times=times, cpu=cpu)
+    return dict(system=name, engine=engine, hop_ms=1000 * p.frame_size / p.native_rate, call=stream.process_frame,
+                frames=noise_frames(p.frame_size, hops + WARMUP))
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -166,6 +186,7 @@ def main() -> None:
             rows.append(peer(name, hops))
         except Exception as exc:  # a missing peer package must not hide our own figures
             print(f"{name}: skipped ({exc})", file=sys.stderr)
+    time_in_turns(rows, hops)
     load_after = os.getloadavg()[0]
 
     print(format_rows(rows))
