@@ -25,7 +25,7 @@ one 160-sample hop at 16 kHz (10 ms). Each is reported as a fraction of its own 
 duration (1.0 = exactly real time on one core). One thread everywhere: ``torch.set_num_threads(1)``,
 onnxruntime ``intra_op_num_threads=1``; RNNoise is single-threaded C. 20 warm-up hops are
 not timed. The rows are timed in turns (``ROUNDS`` rounds of ``hops / ROUNDS`` calls each, in
-a rotating order), so a drift of the machine's speed during the run touches every row alike
+a rotating order, each turn after ``TURN_WARMUP`` untimed calls), so a drift of the machine's speed during the run touches every row alike
 and the ratios between rows hold. Wall-clock time is what a real-time loop must fit in the hop; CPU time (the
 process's, ``time.process_time``, so work on helper threads counts too) leaves out the
 time other processes hold the core, so it shows the cost of the code on a shared machine
@@ -60,6 +60,7 @@ from sekd.streaming import StreamingEnhancer  # noqa: E402
 
 WARMUP = 20
 ROUNDS = 10  # the rows take turns: each round times hops / ROUNDS calls of every row
+TURN_WARMUP = 5  # untimed calls at the start of each turn: the first call after another row's finds cold caches
 ENGINES = ("torch", "onnx", "onnx-int8")
 OURS = ("student-m", "student-l", "teacher", "gtcrn", "gtcrn-l")
 PEER_NAMES = ("rnnoise", "nsnet2")
@@ -80,14 +81,17 @@ def time_calls(call, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def time_in_turns(rows: list[dict], hops: int) -> None:
     """Fill each row's ``times`` and ``cpu``: ``WARMUP`` untimed calls each, then ``ROUNDS`` rounds in
-    which every row, in an order rotated each round, times its next ``hops / ROUNDS`` frames."""
+    which every row, in an order rotated each round, makes ``TURN_WARMUP`` untimed calls and times
+    its next ``hops / ROUNDS`` (the rows' streams go on from frame to frame throughout)."""
     for r in rows:
         time_calls(r["call"], r["frames"][:WARMUP])
     per_round = -(-hops // ROUNDS)
     parts = {id(r): ([], []) for r in rows}
     for k in range(ROUNDS):
         for r in rows[k % len(rows):] + rows[:k % len(rows)]:
-            frames = r["frames"][WARMUP + k * per_round:WARMUP + min(hops, (k + 1) * per_round)]
+            start = WARMUP + k * (per_round + TURN_WARMUP)
+            time_calls(r["call"], r["frames"][start:start + TURN_WARMUP])
+            frames = r["frames"][start + TURN_WARMUP:start + TURN_WARMUP + min(per_round, hops - k * per_round)]
             wall, cpu = time_calls(r["call"], frames)
             parts[id(r)][0].append(wall)
             parts[id(r)][1].append(cpu)
@@ -115,7 +119,7 @@ def ours(preset: str, engine: str, hops: int) -> dict:
         streamer = StreamingEnhancer(model, engine=engine, threads=1)
     hop = model.signal.hop
     return dict(system=f"{preset} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, call=streamer.push,
-                frames=noise_frames(hop, hops + WARMUP))
+                frames=noise_frames(hop, hops + WARMUP + ROUNDS * TURN_WARMUP))
 
 
 def peer(name: str, hops: int) -> dict:
@@ -124,7 +128,7 @@ def peer(name: str, hops: int) -> dict:
     stream = p.stream()
     engine = {"rnnoise": "C (librnnoise)", "nsnet2": "onnxruntime"}[name]
     return dict(system=name, engine=engine, hop_ms=1000 * p.frame_size / p.native_rate, call=stream.process_frame,
-                frames=noise_frames(p.frame_size, hops + WARMUP))
+                frames=noise_frames(p.frame_size, hops + WARMUP + ROUNDS * TURN_WARMUP))
 
 
 def format_rows(rows: list[dict]) -> str:
