@@ -206,7 +206,7 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
     train_loader, valid_loader = make_loaders(cfg)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/pesq_wb", mode="max",
                            save_top_k=1, save_last=True, auto_insert_metric_name=False,
-                           enable_version_counter=False)  # best stays best.ckpt, the path the README names
+                           enable_version_counter=False)  # best stays best.ckpt, the path the docs name
     last = ckpt_dir / "last.ckpt"
     on_signal = SaveOnSignal(last)
     bar, progress = progress_callbacks()  # a live bar on a terminal, a line now and then in a log
