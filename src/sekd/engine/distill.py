@@ -1,7 +1,8 @@
 """``sekd distill``: a student trained on L_SE + λ·L_KD from a frozen teacher (method.md §3.6).
 
-The step reads top to bottom: teacher forward with taps under ``no_grad``, student forward
-with taps, SE loss, method loss, total. The teacher is frozen structurally: its parameters
+The step reads top to bottom: teacher forward with taps under ``no_grad`` (put on the
+student's STFT grid by :class:`sekd.distill.bridge.STFTBridge` when the teacher's n_fft, hop
+or window differ), student forward with taps, SE loss, method loss, total. The teacher is frozen structurally: its parameters
 never require gradients, it stays in eval mode whatever Lightning asks of the module, its
 weights are left out of the checkpoints (it is reloaded from its own checkpoint), and a
 fingerprint taken at start-up is compared when training ends. The saved checkpoint loads
@@ -20,6 +21,7 @@ from ..audio import SAMPLE_RATE
 from ..checkpoint import load_enhancer
 from ..config import Config, build_section
 from ..distill import TapInfo, build_method
+from ..distill.bridge import STFTBridge, same_grid
 from ..errors import SekdError
 from .module import EnhancementModule
 from .train import run_training
@@ -56,12 +58,15 @@ class DistillationModule(EnhancementModule):
         if self.teacher.in_channels != self.model.in_channels:
             raise SekdError(f"{self.dcfg.teacher}: the teacher takes {self.teacher.in_channels} input channel(s), "
                             f"the student {self.model.in_channels}")
-        if self.teacher.signal != self.model.signal:
-            raise SekdError(f"{self.dcfg.teacher}: the teacher's STFT settings {self.teacher.signal} differ from "
-                            f"the student's {self.model.signal}")
+        # A teacher with another STFT (e.g. 512/256 for a 256/128 student) has its taps put on the student's grid.
+        self.bridge = None if same_grid(self.teacher.signal, self.model.signal) else \
+            STFTBridge(self.teacher.signal, self.model.signal)
         samples, batch = int(self.cfg.data.crop_seconds * SAMPLE_RATE), self.cfg.data.batch_size
-        self.method = build_method(self.dcfg.method, TapInfo.from_enhancer(self.model, samples, batch),
-                                   TapInfo.from_enhancer(self.teacher, samples, batch), self.dcfg.options)
+        student_info = TapInfo.from_enhancer(self.model, samples, batch)
+        teacher_info = TapInfo.from_enhancer(self.teacher, samples, batch)
+        if self.bridge is not None:
+            teacher_info = self.bridge.tap_info(teacher_info, student_info)
+        self.method = build_method(self.dcfg.method, student_info, teacher_info, self.dcfg.options)
         self.teacher_fingerprint = fingerprint(self.teacher)
 
     def train(self, mode: bool = True):
@@ -71,7 +76,9 @@ class DistillationModule(EnhancementModule):
 
     def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with torch.no_grad():
-            _, teacher_taps = self.teacher(noisy, return_taps=True)
+            teacher_wave, teacher_taps = self.teacher(noisy, return_taps=True)
+            if self.bridge is not None:
+                teacher_taps = self.bridge(teacher_taps, teacher_wave)
         estimate, student_taps = self.model(noisy, return_taps=True)
         se, se_terms = self.se_loss(estimate, clean)
         kd, kd_terms = self.method(student_taps, teacher_taps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from ..errors import SekdError
+from ..signal import SignalConfig
 from .base import EnhancementNetwork, HookedNetwork, StreamingStep, build_network, import_class, network_spec
 from .dpdcrn import DPDCRN
 from .enhancer import SpeechEnhancer
@@ -19,8 +20,10 @@ def build_enhancer(preset: str, in_channels: int = 1, causal: bool = False, sign
                    **overrides) -> SpeechEnhancer:
     """A SpeechEnhancer from a preset name, with optional overrides of the network's arguments.
 
-    ``causal`` goes to networks that have the option (DPDCRN); GTCRN is always causal. An
-    override the preset's network does not take (``lookback`` for GTCRN) is refused.
+    ``causal`` goes to networks that have the option (DPDCRN); GTCRN is always causal. A
+    network whose layout follows the STFT (GTCRN's ERB bands: ``stft_args(n_fft)``) is built
+    for ``signal_args``' n_fft. An override the preset's network does not take (``lookback``
+    for GTCRN) is refused.
     """
     spec = preset_spec(preset)
     cls = import_class(spec["class"], f"preset {preset!r}")
@@ -29,6 +32,8 @@ def build_enhancer(preset: str, in_channels: int = 1, causal: bool = False, sign
     args["in_channels"] = in_channels
     if "causal" in accepted:
         args["causal"] = causal
+    if hasattr(cls, "stft_args"):
+        args.update(cls.stft_args(SignalConfig(**(signal_args or {})).n_fft))
     for key, value in overrides.items():
         if value is None:
             continue

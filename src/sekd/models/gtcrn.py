@@ -16,6 +16,11 @@ Signal path (n_fft 512: 257 bins; C = ``channels``, M microphones):
 | dec4 | transposed Conv(1×5, stride 2), 2 groups → BN → PReLU, on the sum with enc2 | `[B, C, T, 65]` |
 | dec5 | transposed Conv(1×5, stride 2) on the sum with enc1, then band split: the mask | `[B, 2, T, 257]` |
 
+The band layout follows the STFT (:func:`band_layout`): the bins up to 2 kHz are kept and the
+rest merged into ``n_fft/8`` ERB bands, so every frequency size above scales with n_fft. At
+n_fft 256 (the low-latency option, 129 bins) the merge gives 33 + 32 = 65, enc1 33 and enc2 17
+bins; at n_fft 512 it is the authors' layout above.
+
 A temporal conv block splits its channels in two; one half goes through subband
 features → 1×1 conv → depthwise (3, 3) conv dilated in time, causal → 1×1 conv →
 temporal attention (a GRU over the per-channel energy gives a sigmoid weight per channel
@@ -69,6 +74,20 @@ def erb_weights(bins: int, low_bins: int, bands: int) -> torch.Tensor:
     centres = torch.linspace(float(rate[0]), float(rate[-1]), bands, dtype=torch.float64)
     spacing = centres[1] - centres[0]
     return (1 - (rate[None, :] - centres[:, None]).abs() / spacing).clamp_min(0)
+
+
+def band_layout(n_fft: int, where: str = "signal.n_fft") -> dict:
+    """GTCRN's frequency arguments for an STFT of ``n_fft`` at 16 kHz: ``{bins, erb_low, erb_bands}``.
+
+    The bins up to 2 kHz (``n_fft/8 + 1``) are kept and the rest merged into ``n_fft/8`` ERB
+    bands: n_fft 512 gives the authors' 257 bins, 65 + 64 (bit-identical to the defaults),
+    n_fft 256 gives 129 bins, 33 + 32. The merged size ``n_fft/4 + 1`` must be 4k + 1 for the
+    two stride-2 convolutions and their transposes, hence n_fft a multiple of 16.
+    """
+    if n_fft % 16 or n_fft < 32:
+        raise SekdError(f"{where}: GTCRN needs n_fft a multiple of 16 (at least 32) for its ERB band layout; "
+                        f"got {n_fft} (e.g. 256 or 512)")
+    return dict(bins=n_fft // 2 + 1, erb_low=n_fft // 8 + 1, erb_bands=n_fft // 8)
 
 
 GRU_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -379,7 +398,8 @@ class GTCRN(EnhancementNetwork):
     """GTCRN of width ``channels`` (C) with ``layers`` dual-path GRU layers; always causal (see the module docstring).
 
     ``bins`` is the STFT's bin count (257 for n_fft 512), ``erb_low`` the low bins kept as
-    they are and ``erb_bands`` the ERB bands the rest is merged into.
+    they are and ``erb_bands`` the ERB bands the rest is merged into; :meth:`stft_args` gives
+    all three for an n_fft (the presets take them from the config's ``signal`` section).
     """
 
     causal = True
@@ -413,6 +433,11 @@ class GTCRN(EnhancementNetwork):
         with torch.no_grad():  # start as a pass-through mask: gain tanh(2) ≈ 0.96, phase 0 (see PASS_THROUGH)
             self.dec5.bias.copy_(torch.tensor([PASS_THROUGH, 0.0]))
 
+    @staticmethod
+    def stft_args(n_fft: int) -> dict:
+        """The constructor arguments that follow the STFT (:func:`band_layout`)."""
+        return band_layout(n_fft)
+
     def get_model_args(self) -> dict:
         return dict(self.args)
 
@@ -436,8 +461,11 @@ class GTCRN(EnhancementNetwork):
     def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
         """Zeros: the offline model's zero padding in time and zero initial GRU states."""
         if bins != self.bins:
+            n_fft = 2 * (bins - 1)
+            layout = ", ".join(f"{k}={v}" for k, v in band_layout(n_fft, f"n_fft {n_fft}").items()) \
+                if n_fft % 16 == 0 and n_fft >= 32 else f"bins={bins}"
             raise SekdError(f"GTCRN was built for {self.bins} STFT bins (model arg bins) but gets {bins}; "
-                            f"build it with bins={bins} or use n_fft {2 * (self.bins - 1)}")
+                            f"build it with {layout} or use n_fft {2 * (self.bins - 1)}")
         p = next(self.parameters())
         zeros = lambda *shape: torch.zeros(shape, dtype=p.dtype, device=p.device)  # noqa: E731
         c = self.args["channels"]
