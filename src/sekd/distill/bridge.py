@@ -62,7 +62,8 @@ class STFTBridge:
 
     def tap_info(self, teacher: TapInfo, student: TapInfo) -> TapInfo:
         """What the methods are built from: the teacher's taps as :meth:`__call__` returns them."""
-        return dataclasses.replace(teacher, frames=student.frames, shapes={**teacher.shapes, "out": (2, self.student.bins)})
+        shapes = {**teacher.shapes, "out": (2, self.student.bins)}
+        return dataclasses.replace(teacher, frames=student.frames, shapes=shapes)
 
     def __call__(self, taps: Taps, enhanced: torch.Tensor) -> dict[str, torch.Tensor]:
         """The teacher's ``taps`` and enhanced waveform ``[B, N]`` -> its taps on the student's grid."""

@@ -2,12 +2,12 @@
 
 The step reads top to bottom: teacher forward with taps under ``no_grad`` (put on the
 student's STFT grid by :class:`sekd.distill.bridge.STFTBridge` when the teacher's n_fft, hop
-or window differ), student forward with taps, SE loss, method loss, total. The teacher is frozen structurally: its parameters
-never require gradients, it stays in eval mode whatever Lightning asks of the module, its
-weights are left out of the checkpoints (it is reloaded from its own checkpoint), and a
-fingerprint taken at start-up is compared when training ends. The saved checkpoint loads
-with :func:`sekd.checkpoint.load_enhancer` exactly like one from ``sekd train``; the
-method's modules are not needed at inference.
+or window differ), student forward with taps, SE loss, method loss, total. The teacher is
+frozen structurally: its parameters never require gradients, it stays in eval mode whatever
+Lightning asks of the module, its weights are left out of the checkpoints (it is reloaded
+from its own checkpoint), and a fingerprint taken at start-up is compared when training
+ends. The saved checkpoint loads with :func:`sekd.checkpoint.load_enhancer` exactly like one
+from ``sekd train``; the method's modules are not needed at inference.
 """
 
 from __future__ import annotations
