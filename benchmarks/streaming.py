@@ -4,6 +4,7 @@
     python benchmarks/streaming.py --hops 2000  # steadier percentiles
     python benchmarks/streaming.py --quick      # 100 hops, student-m, gtcrn and the peers only
     python benchmarks/streaming.py --systems gtcrn gtcrn-l nsnet2   # some rows only
+    python benchmarks/streaming.py --systems gtcrn nsnet2 --signal 512/256 256/128   # both STFT settings
 
 Rows: the causal ``student-m``, the causal ``student-l``, the teacher and the ultra-light
 ``gtcrn`` and ``gtcrn-l`` (causal by design), each through the streaming engine
@@ -19,7 +20,7 @@ depend on them. Models without a look-back keep ``sekd.streaming.CACHE_SECONDS``
 attention memory.
 
 One timed call is everything a real-time loop does per hop: for our models ``push`` of
-256 new samples (16 ms at 16 kHz) = STFT of one frame, the network step, the polar mask,
+one hop of new samples (256, 16 ms at 16 kHz; 128 with ``--signal 256/128``) = STFT of one frame, the network step, the polar mask,
 inverse FFT and overlap-add; for RNNoise one 480-sample frame at 48 kHz (10 ms), for NSNet2
 one 160-sample hop at 16 kHz (10 ms). Each is reported as a fraction of its own hop's
 duration (1.0 = exactly real time on one core). One thread everywhere: ``torch.set_num_threads(1)``,
@@ -67,6 +68,16 @@ PEER_NAMES = ("rnnoise", "nsnet2")
 TARGET = 0.25  # causal student-m under ONNX: p99 at most 25 % of the hop
 GTCRN_ONNX_TARGET = 1 / 3    # gtcrn under onnxruntime: p99 share of its hop at most a third of NSNet2's (issue 27)
 GTCRN_TORCH_TARGET = 1 / 3   # gtcrn in eager PyTorch: p99 under a third of its hop (issue 27)
+DEFAULT_SIGNAL = (512, 256)  # (n_fft, hop) of every model unless --signal asks for others (256/128: low latency)
+
+
+def stft_setting(text: str) -> tuple[int, int]:
+    """``N_FFT/HOP``, e.g. ``256/128``."""
+    try:
+        n_fft, hop = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N_FFT/HOP such as 256/128, got {text!r}") from None
+    return n_fft, hop
 
 
 def time_calls(call, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -109,16 +120,20 @@ def int8_export(model) -> bytes:
     return export_step(model, quantize="int8")
 
 
-def ours(preset: str, engine: str, hops: int) -> dict:
-    """``engine``: torch, onnx (fp32) or onnx-int8 (:func:`int8_export`), all in the streaming engine."""
+def ours(preset: str, engine: str, hops: int, signal: tuple[int, int] = DEFAULT_SIGNAL) -> dict:
+    """``engine``: torch, onnx (fp32) or onnx-int8 (:func:`int8_export`), all in the streaming engine.
+
+    ``signal``: the STFT's (n_fft, hop); rows of another than the default are named with it.
+    """
     torch.manual_seed(0)
-    model = build_enhancer(preset, causal=True).eval()
+    model = build_enhancer(preset, causal=True, signal_args=dict(n_fft=signal[0], hop=signal[1])).eval()
     if engine == "onnx-int8":
         streamer = StreamingEnhancer(model, engine="onnx", onnx_model=int8_export(model), threads=1)
     else:
         streamer = StreamingEnhancer(model, engine=engine, threads=1)
     hop = model.signal.hop
-    return dict(system=f"{preset} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, call=streamer.push,
+    name = preset if signal == DEFAULT_SIGNAL else f"{preset} {signal[0]}/{signal[1]}"
+    return dict(system=f"{name} (causal)", engine=engine, hop_ms=1000 * hop / SAMPLE_RATE, call=streamer.push,
                 frames=noise_frames(hop, hops + WARMUP + ROUNDS * TURN_WARMUP))
 
 
@@ -169,6 +184,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 hops; student-m, gtcrn and the peers only")
     parser.add_argument("--systems", nargs="+", choices=(*OURS, *PEER_NAMES), default=None,
                         help="rows to measure (default: all, or the --quick ones)")
+    parser.add_argument("--signal", nargs="+", type=stft_setting, default=[DEFAULT_SIGNAL], metavar="N_FFT/HOP",
+                        help="STFT settings our rows are built with (default 512/256; 256/128: low latency)")
     args = parser.parse_args()
     hops = 100 if args.quick else args.hops
     torch.set_num_threads(1)
@@ -180,11 +197,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     for preset in (s for s in systems if s in OURS):
-        for engine in ENGINES:
-            try:
-                rows.append(ours(preset, engine, hops))
-            except Exception as exc:  # onnxruntime's quantiser may not take every graph; the other rows stand
-                print(f"{preset} {engine}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+        for signal in args.signal:
+            for engine in ENGINES:
+                try:
+                    rows.append(ours(preset, engine, hops, signal))
+                except Exception as exc:  # onnxruntime's quantiser may not take every graph; the other rows stand
+                    print(f"{preset} {signal[0]}/{signal[1]} {engine}: skipped ({type(exc).__name__}: {exc})",
+                          file=sys.stderr)
     for name in peers:
         try:
             rows.append(peer(name, hops))
@@ -198,10 +217,12 @@ def main() -> None:
     if reference is not None:
         print("\nRatio to NSNet2 in this run (below 1: cheaper than NSNet2):\n")
         print(format_ratios(rows, reference))
-    latency = StreamingEnhancer(build_enhancer("tiny", causal=True))
+    latencies = [StreamingEnhancer(build_enhancer("tiny", causal=True, signal_args=dict(n_fft=n, hop=h)))
+                 for n, h in args.signal]
     print(f"\n{hops} timed hops per row, one thread; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {load_before:.1f} before / {load_after:.1f} after.")
-    print(f"Algorithmic latency of our models: {latency.latency} samples ({latency.latency_ms:.2f} ms).")
+    print("Algorithmic latency of our models: " + ", ".join(
+        f"{s.latency} samples ({s.latency_ms:.2f} ms) at n_fft {s.n_fft}, hop {s.hop}" for s in latencies) + ".")
     student = next((r for r in rows if r["system"].startswith("student-m") and r["engine"] == "onnx"), None)
     if student is not None:
         p99 = np.percentile(student["times"], 99) * 1000 / student["hop_ms"]
