@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                      # the CPU study's teacher and student configs
     python benchmarks/train_step.py --study configs/study/cpu.yaml --steps 5
+    python benchmarks/train_step.py --compile           # also torch.compile's step (minutes to compile)
 
 A step is what Lightning runs: the module's ``training_loss`` (teacher forward with taps
 under no_grad for distillation, student forward, SE loss, KD loss), backward, AdamW step,
@@ -98,14 +99,16 @@ def online_batch_seconds(cfg, pools: str | None, count: int) -> float | None:
     return (time.perf_counter() - start) / count
 
 
-def time_steps(module, data: list, precision: str, warmup: int) -> float:
+def time_steps(module, data: list, precision: str, warmup: int, loss_fn=None) -> float:
+    """Mean seconds of the steps after ``warmup``; ``loss_fn`` replaces ``module.training_loss`` (compiled)."""
     optimiser = module.configure_optimizers()["optimizer"]
     module.train()
+    loss_fn = loss_fn or module.training_loss
     times = []
     for i, (noisy, clean) in enumerate(data):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-            loss, _ = module.training_loss(noisy, clean)
+            loss, _ = loss_fn(noisy, clean)
         if not torch.isfinite(loss):
             raise RuntimeError(f"non-finite loss at {precision}")
         optimiser.zero_grad(set_to_none=True)
@@ -114,6 +117,17 @@ def time_steps(module, data: list, precision: str, warmup: int) -> float:
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return sum(times) / len(times)
+
+
+def compiled_step(module, data: list, warmup: int) -> tuple[float, float]:
+    """(seconds to compile and run the first step, mean fp32 step after ``warmup``) with the whole loss
+    (forward, taps, SE and KD losses; backward through AOTAutograd) under ``torch.compile`` (CPU inductor)."""
+    import torch._dynamo
+    torch._dynamo.reset()
+    loss_fn = torch.compile(module.training_loss)
+    start = time.perf_counter()
+    time_steps(module, data[:1], "32-true", 0, loss_fn)
+    return time.perf_counter() - start, time_steps(module, data, "32-true", warmup, loss_fn)
 
 
 def one_kind(study: str, data: str | None, kind: str, steps: int, warmup: int) -> float:
@@ -148,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pools", help="pools for the online-mixing cost (default: the corpus's, from sekd data build)")
     parser.add_argument("--mix-batches", type=int, default=30, help="batches mixed online to time (after as many "
                                                                      "of warm-up)")
+    parser.add_argument("--compile", action="store_true", help="also time the fp32 step under torch.compile (CPU "
+                                                                    "inductor; compiling takes minutes per kind)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # worker: time this step kind, print JSON
     args = parser.parse_args(argv)
     if args.threads:
@@ -172,6 +188,16 @@ def main(argv: list[str] | None = None) -> None:
                 fp32 = fp32_steps[kind] = fp32 or step
                 print(f"| {kind} | {cfg.data.batch_size} × {cfg.data.crop_seconds:g} s | {precision} | {step:.2f} | "
                       f"{audio / step:.1f} | {step / fp32:.2f} |", flush=True)
+        if args.compile:
+            print("\ntorch.compile (inductor, default mode) of the whole training loss, against the eager fp32 step\n")
+            print("| step | compile + first step s | compiled step s | eager step s | × eager | kept |")
+            print("|---|---:|---:|---:|---:|---|")
+            for kind, (module, cfg) in modules.items():
+                data, _ = batches(cfg, args.warmup + args.steps)
+                compile_s, step = compiled_step(module, data, args.warmup)
+                ratio = step / fp32_steps[kind]
+                print(f"| {kind} | {compile_s:.0f} | {step:.2f} | {fp32_steps[kind]:.2f} | {ratio:.2f} | "
+                      f"{'yes' if ratio < 0.95 else 'no: not faster'} |", flush=True)
         print("\nLoading one batch (random crops from the corpus, main process): "
               + ", ".join(f"{kind} {seconds * 1e3:.0f} ms" for kind, seconds in load_times.items()))
         mixing = {}

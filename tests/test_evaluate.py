@@ -122,3 +122,35 @@ def test_format_table_notes_undefined_means():
 def test_checkpoint_names():
     assert checkpoint_name("runs/cpu-student/checkpoints/best.ckpt") == "cpu-student"
     assert checkpoint_name("models/teacher.ckpt") == "teacher"
+
+
+def _manifest_corpus(root, pair_folder) -> None:
+    """A manifest corpus with two test and two ood pairs (ood: the same audio, under its own split)."""
+    rows = ["split,id,noisy,clean"]
+    for split, ids in (("test", (0, 1)), ("ood", (1, 2))):
+        for i in ids:
+            rows.append(f"{split},{split}-{i},{pair_folder}/noisy/f{i}.wav,{pair_folder}/clean/f{i}.wav")
+    root.mkdir()
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_evaluate_scores_ood_beside_test_when_the_corpus_has_it(tmp_path, pair_folder, tiny_ckpt, capsys):
+    from sekd.cli import main
+    from sekd.evaluate import default_splits
+    corpus = tmp_path / "corpus"
+    _manifest_corpus(corpus, pair_folder)
+    assert default_splits(corpus) == ["test", "ood"]
+    assert default_splits(pair_folder) == ["test"]
+    assert main(["evaluate", "--data", str(corpus), "--ckpt", f"m={tiny_ckpt}", "--no-dnsmos", "--quiet",
+                 "--workers", "1", "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "split test" in printed and "split ood" in printed
+    for split, ids in (("test", ["test-0", "test-1"]), ("ood", ["ood-1", "ood-2"])):
+        report = json.loads((tmp_path / f"s.{split}.json").read_text())
+        assert report["split"] == split
+        with open(tmp_path / f"s.{split}.csv") as fh:
+            assert sorted({row["id"] for row in csv.DictReader(fh)}) == ids
+    # One split named: the paths as given.
+    assert main(["evaluate", "--data", str(corpus), "--split", "ood", "--no-dnsmos", "--quiet", "--workers", "1",
+                 "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["split"] == "ood"

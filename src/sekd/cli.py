@@ -80,13 +80,19 @@ def _named_checkpoints(items: list[str]) -> dict[str, str]:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import asr_note, evaluate_many, format_table
+    from .evaluate import asr_note, default_splits, evaluate_many, format_table, split_path
     systems = _named_checkpoints([*args.ckpt, *(f"peer:{name}" for name in args.peer)])
-    summary = evaluate_many(systems, args.data, split=args.split, json_out=args.json,
-                            csv_out=args.csv, workers=args.workers, limit=args.limit, dnsmos=not args.no_dnsmos,
-                            progress=not args.quiet, metric=args.metric, asr=args.asr, skip_bad=args.skip_bad,
-                            device=args.device)
-    print(format_table(summary, note=asr_note(args.asr) if args.metric == "l3das23" else ""))
+    splits = list(dict.fromkeys(args.split)) if args.split else default_splits(args.data)
+    several = len(splits) > 1
+    for split in splits:
+        summary = evaluate_many(systems, args.data, split=split, json_out=split_path(args.json, split, several),
+                                csv_out=split_path(args.csv, split, several), workers=args.workers, limit=args.limit,
+                                dnsmos=not args.no_dnsmos, progress=not args.quiet, metric=args.metric, asr=args.asr,
+                                skip_bad=args.skip_bad, device=args.device)
+        if several:
+            print(f"\nsplit {split}" + (" (out of domain: speech and noise from sources no other split uses)"
+                                        if split == "ood" else ""))
+        print(format_table(summary, note=asr_note(args.asr) if args.metric == "l3das23" else ""))
     return 0
 
 
@@ -293,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--peer", action="append", default=[], choices=("rnnoise", "nsnet2"),
                    help="also score a known small denoiser (repeatable); same as --ckpt peer:NAME")
     e.add_argument("--data", required=True, help="corpus folder, manifest CSV, or paired folder (noisy/, clean/)")
-    e.add_argument("--split", default="test", help="manifest split (default: test)")
+    e.add_argument("--split", action="append", metavar="SPLIT",
+                   help="manifest split to score (repeatable; default: test, and ood beside it when the corpus has "
+                        "one). With several, --json and --csv get the split in their names: scores.ood.json")
     e.add_argument("--json", help="write the summary as JSON here")
     e.add_argument("--csv", help="write per-file scores here")
     e.add_argument("--workers", type=int, default=None, help="metric processes (default: all cores)")

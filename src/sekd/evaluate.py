@@ -34,6 +34,7 @@ from .audio import atomic_write_text
 from .checkpoint import load_enhancer
 from .data.checks import check_pairs
 from .data.datasets import Pair, list_pairs, read_noisy
+from .data.layouts import scan
 from .device import resolve_device
 from .enhance import enhance_array
 from .errors import SekdError
@@ -381,6 +382,21 @@ def evaluate_many(ckpts: dict[str, str], data: str, split: str = "test", json_ou
                   **({"asr": asr_info} if asr_info else {}), "summary": _json_safe(summary)}
         atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return summary
+
+
+def default_splits(data: str | Path) -> list[str]:
+    """The splits ``sekd evaluate`` scores when none is named: ``test``, and ``ood`` beside it when ``data``
+    has an out-of-domain split (the built-in corpus does)."""
+    corpus = scan(data)
+    return ["test", *(["ood"] if "ood" in corpus.splits and not corpus.flat else [])]
+
+
+def split_path(path: str | None, split: str, several: bool) -> str | None:
+    """``path`` for one of several scored splits: ``scores.json`` -> ``scores.ood.json``; as given for one split."""
+    if path is None or not several:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}.{split}{p.suffix}"))
 
 
 def evaluate(ckpt: str | None, data: str, split: str = "test", json_out: str | None = None,
