@@ -200,3 +200,23 @@ def test_the_inter_set_term_is_followed_from_the_training_logs(results):
     # first tenth: steps 0 and 10; last tenth: steps 90 and 100 (drift 0.09 and 0.10)
     assert "| i2s_tfckd | 1 | 0.050 | 0.300 | 60% | 0.095 |" in text
     assert "| pkt |" not in text.split("inter-set term during training")[1]  # no inter-set term logged
+
+
+def test_a_second_split_gets_its_own_tables_and_a_side_by_side_one(results):
+    """ood scores (here: the test ones lowered by 0.5, no-KD's by 0.3) are reported beside test."""
+    for path in results.rglob("result.json"):
+        result = json.loads(path.read_text())
+        drop = 0.3 if result["system"] == "none" else 0.5
+        ood = {"summary": {**result["summary"], "pesq_wb": result["summary"]["pesq_wb"] - drop},
+               "rows": [{**row, "pesq_wb": row["pesq_wb"] - drop} for row in result["rows"]]}
+        path.write_text(json.dumps({**result, "splits": {"ood": ood}}))
+    text = format_report(load_results(results))
+    assert "## Split test (in domain" in text and "## Split ood (out of domain" in text
+    side = text.split("## Split test")[0]
+    row = next(line for line in side.splitlines() if line.startswith("| i2s_tfckd |"))
+    # PESQ-WB test, then ood; ...; KD − noKD on test (+0.4 every seed), then ood (+0.2 every seed)
+    assert row.startswith("| i2s_tfckd | 2.600 ± 0.497 | 2.100 ± 0.497 |")
+    assert row.rstrip().endswith("| 0.400 ± 0.000 | 0.200 ± 0.000 |")
+    ood_section = text.split("## Split ood")[1]
+    assert "| i2s_tfckd | 3 | 2.100 ± 0.497 |" in ood_section
+    assert "| 0.333 ± 0.000 |" in ood_section  # gap closed on ood: 0.2 / (teacher 2.5 − no-KD 1.9)

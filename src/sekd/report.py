@@ -400,8 +400,78 @@ def inter_set_table(systems: dict[str, list[dict]]) -> list[str]:
             "(logged only when those units learn, `teacher_fusion: learned`)."]
 
 
+def scored_splits(systems: dict[str, list[dict]]) -> list[str]:
+    """The splits scored beside the main one (a study's ``evaluation.more_splits``), in the results' order."""
+    return list(dict.fromkeys(split for results in systems.values() for r in results for split in r.get("splits") or {}))
+
+
+def split_view(systems: dict[str, list[dict]], split: str) -> dict[str, list[dict]]:
+    """The results with ``split``'s summary and rows in place of the main split's; results without it left out."""
+    view = {}
+    for name, results in systems.items():
+        kept = [{**r, **r["splits"][split]} for r in results if split in (r.get("splits") or {})]
+        if kept:
+            view[name] = kept
+    return view
+
+
+def side_by_side_table(systems: dict[str, list[dict]], main: str, others: list[str]) -> list[str]:
+    """Markdown lines: PESQ-WB, SI-SDR and DNSMOS OVRL of every system on each scored split, and each
+    distilled student's difference to the no-KD student on PESQ-WB, paired by seed, with its 95 % interval."""
+    views = {main: systems, **{split: split_view(systems, split) for split in others}}
+    summaries = {split: summarise_systems(view) for split, view in views.items()}
+    metrics = ("pesq_wb", "si_sdr", "dnsmos_ovrl")
+    head = [f"{LABELS[m]} {split}" for m in metrics for split in views] + [f"KD − noKD PESQ-WB {s}" for s in views]
+    lines = ["| system | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for name in systems:
+        cells = [_fmt_ci(m, summaries[split][name][m]) if name in summaries[split] else "-"
+                 for m in metrics for split in views]
+        for split, view in views.items():
+            student = view.get(name, [{}])[0].get("kind") == "student"
+            if student and name != NO_KD and NO_KD in view:
+                by_seed, base = _by_seed(view[name], "pesq_wb"), _by_seed(view[NO_KD], "pesq_wb")
+                cells.append(_fmt_ci("pesq_wb", mean_ci([by_seed[s] - base[s] for s in by_seed if s in base])))
+            else:
+                cells.append("")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Mean over seeds ± half-width of the 95 % interval. KD − noKD: the per-seed difference to the "
+                  f"no-KD student `{NO_KD}` over the seeds both have, ± its 95 % interval (t-distribution). The "
+                  f"sections below give every table for each split."]
+    return lines
+
+
+SPLIT_NOTES = {"test": "in domain: unseen speakers and held-out noise files of the training corpus's sources",
+               "ood": "out of domain: speech and noise from sources that no other split uses"}
+
+
 def format_report(systems: dict[str, list[dict]], results_dir: Path | None = None) -> str:
-    """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table."""
+    """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table.
+
+    With splits scored beside the main one, a side-by-side table comes first, then every
+    score table per split; the tables by condition, of the inter-set term, of the tuning
+    and of the training time follow once."""
+    main = (_study_config(results_dir).get("evaluation") or {}).get("split", "test")
+    others = scored_splits(systems)
+    lines = []
+    if others:
+        lines += ["## Every split side by side", "", *side_by_side_table(systems, main, others), ""]
+        for split, view in ((main, systems), *((split, split_view(systems, split)) for split in others)):
+            note = f" ({SPLIT_NOTES[split]})" if split in SPLIT_NOTES else ""
+            lines += [f"## Split {split}{note}", "", *score_tables(view), ""]
+    else:
+        lines += [*score_tables(systems), ""]
+    for section in (condition_table(systems, results_dir), inter_set_table(systems)):
+        if section:
+            lines += [*section, ""]
+    for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
+        if section:
+            lines += [*section, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def score_tables(systems: dict[str, list[dict]]) -> list[str]:
+    """Markdown lines for one split: the main table, the gap closed per metric, the paired per-file tests
+    and the ranking."""
     summary = summarise_systems(systems)
     teacher, no_kd = summary.get("teacher"), summary.get(NO_KD)
     lines = ["| system | seeds | " + " | ".join(LABELS[m] for m in METRICS)
@@ -437,14 +507,7 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
         lines += [f"| {t['system']} | {t['files']} | {t['mean_diff']:+.3f} | {t['wins']} | "
                   f"{_fmt_p(t['p'])} | {_fmt_p(t['p_holm'])} |" for t in tests]
         lines += ["", f"Holm's correction is over the {len(tests)} comparisons of this table."]
-    lines += ["", _ranking(systems)]
-    for section in (condition_table(systems, results_dir), inter_set_table(systems)):
-        if section:
-            lines += ["", *section]
-    for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
-        if section:
-            lines += ["", *section]
-    return "\n".join(lines) + "\n"
+    return [*lines, "", _ranking(systems)]
 
 
 def _ranking(systems: dict[str, list[dict]]) -> str:

@@ -70,7 +70,8 @@ class RunSpec:
 
 @dataclass
 class EvaluationConfig:
-    split: str = "test"              # manifest split scored
+    split: str = "test"              # manifest split scored (the report's main tables, the I²S calibration maps)
+    more_splits: list = field(default_factory=list)  # scored too and reported beside it, e.g. [ood]
     limit: int | None = None         # score only the first N files of the split (None = all)
     dnsmos: bool = True
     workers: int | None = None       # metric processes (None = all cores)
@@ -318,6 +319,8 @@ def _existing_result(path: Path, settings: dict) -> dict | None:
 def _settings(study: StudyConfig, cfg: Config | None = None, evaluation: bool = True) -> dict:
     """What decides a result: the run config and the evaluation (JSON round-tripped, to compare with a file)."""
     scoring = {k: v for k, v in asdict(study.evaluation).items() if k != "device"}  # same scores anywhere
+    if not scoring["more_splits"]:
+        del scoring["more_splits"]  # results made before more_splits existed stay valid
     d = {"evaluation": scoring, "data": study.data} if evaluation else {"data": study.data}
     if cfg is not None:
         d["config"] = cfg.to_dict()
@@ -325,20 +328,32 @@ def _settings(study: StudyConfig, cfg: Config | None = None, evaluation: bool = 
     return json.loads(json.dumps(d))
 
 
-def evaluation_pairs(study: StudyConfig) -> list[Pair]:
+def evaluation_pairs(study: StudyConfig) -> dict[str, list[Pair]]:
+    """``{split: pairs}`` of every scored split, the main one (``evaluation.split``) first."""
     e = study.evaluation
-    pairs = list_pairs(study.data, e.split)[:e.limit]
-    if not pairs:
-        raise SekdError(f"{study.data}: no files in split {e.split!r} to evaluate on")
-    return pairs
+    scored = {}
+    for split in dict.fromkeys([e.split, *e.more_splits]):
+        scored[split] = list_pairs(study.data, split)[:e.limit]
+        if not scored[split]:
+            raise SekdError(f"{study.data}: no files in split {split!r} to evaluate on")
+    return scored
 
 
-def _score(study: StudyConfig, pairs: list[Pair], name: str, system) -> tuple[list[dict], dict, float]:
+def _score(study: StudyConfig, scored: dict[str, list[Pair]], name: str, system) -> tuple[dict, float]:
+    """A result's scores: ``summary`` and ``rows`` of the main split, and ``splits: {split: {summary, rows}}``
+    for the others; and the seconds it took."""
     from .evaluate import score_pairs, summarise
     start = time.perf_counter()
-    rows = score_pairs(pairs, {name: system} if system is not None else {}, workers=study.evaluation.workers,
-                       dnsmos=study.evaluation.dnsmos, progress=False, include_noisy=system is None)
-    return rows, summarise(rows)[name], time.perf_counter() - start
+    scores: dict = {}
+    for split, pairs in scored.items():
+        rows = score_pairs(pairs, {name: system} if system is not None else {}, workers=study.evaluation.workers,
+                           dnsmos=study.evaluation.dnsmos, progress=False, include_noisy=system is None)
+        entry = {"summary": summarise(rows)[name], "rows": _json_rows(rows)}
+        if not scores:
+            scores.update(entry)
+        else:
+            scores.setdefault("splits", {})[split] = entry
+    return scores, time.perf_counter() - start
 
 
 def _write_result(path: Path, result: dict) -> None:
@@ -351,7 +366,7 @@ def _json_rows(rows: list[dict]) -> list[dict]:
             for row in rows]
 
 
-def evaluate_untrained(study: StudyConfig, pairs: list[Pair]) -> None:
+def evaluate_untrained(study: StudyConfig, scored: dict[str, list[Pair]]) -> None:
     """The unprocessed input and the peers, once each."""
     from .evaluate import NOISY
     from .peers import build_peer
@@ -361,17 +376,17 @@ def evaluate_untrained(study: StudyConfig, pairs: list[Pair]) -> None:
         if _existing_result(path, settings):
             log.info("skip %s: %s exists", name, path)
             continue
-        log.info("evaluating %s on %d files", name, len(pairs))
+        log.info("evaluating %s on %s", name, ", ".join(f"{len(p)} {split} files" for split, p in scored.items()))
         peer = None if name == NOISY else build_peer(name)
-        rows, summary, seconds = _score(study, pairs, name, peer)
+        scores, seconds = _score(study, scored, name, peer)
         cost = peer.cost() if peer else {}
         _write_result(path, {"system": name, "kind": "input" if peer is None else "peer", "seed": None,
                              "params": cost.get("params"), "macs_per_second": cost.get("macs_per_second"),
-                             "cost_note": cost.get("note"), "eval_seconds": seconds, "summary": summary,
-                             "rows": _json_rows(rows), "settings": settings})
+                             "cost_note": cost.get("note"), "eval_seconds": seconds, **scores,
+                             "settings": settings})
 
 
-def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
+def train_and_evaluate(study: StudyConfig, run: Run, scored: dict[str, list[Pair]]) -> dict:
     """Train (or resume) one run, evaluate its best checkpoint, write its result; skipped when finished."""
     from .checkpoint import load_enhancer
     from .profile import macs_per_second
@@ -389,20 +404,20 @@ def train_and_evaluate(study: StudyConfig, run: Run, pairs: list[Pair]) -> dict:
     best = train_run(cfg, run) if cfg is not None else teacher_checkpoint(study)
     train_seconds = run_training_seconds(run, start)
     model = load_enhancer(best, device=str(resolve_device(study.evaluation.device)))
-    rows, summary, eval_seconds = _score(study, pairs, run.system, model)
+    scores, eval_seconds = _score(study, scored, run.system, model)
     result = {"system": run.system, "kind": "teacher" if run.system == "teacher" else "student",
               "seed": run.seed, "method": run.method or NO_KD, "weight": run.weight if run.method else None,
               "options": run.options, "checkpoint": str(best),
               "params": sum(p.numel() for p in model.parameters()), "macs_per_second": macs_per_second(model),
               "train_seconds": train_seconds, "resumed": resumed, "from_tuning": adopted,
               "curve": validation_curve(run.out_dir if cfg is not None else best.parent.parent),
-              "eval_seconds": eval_seconds,
-              "summary": summary, "rows": _json_rows(rows), "settings": settings}
+              "eval_seconds": eval_seconds, **scores, "settings": settings}
     if run.method == "i2s_tfckd" and run.options.get("calibration", "learned") == "learned":
-        result["calibration"] = calibration_maps(best, pairs[:study.evaluation.calibration_files])
+        main_pairs = scored[study.evaluation.split]
+        result["calibration"] = calibration_maps(best, main_pairs[:study.evaluation.calibration_files])
     _write_result(path, result)
     log.info("finished %s seed %d: PESQ-WB %.3f (train %.0f s, evaluation %.0f s)", run.system, run.seed,
-             summary.get("pesq_wb", float("nan")), train_seconds, eval_seconds)
+             scores["summary"].get("pesq_wb", float("nan")), train_seconds, eval_seconds)
     return result
 
 
@@ -561,16 +576,16 @@ def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
     return True
 
 
-def check_study_data(study: StudyConfig, runs: list[Run], pairs: list[Pair] | None) -> None:
-    """Every problem of the training, validation and (with ``pairs``) evaluation data, before hours of training."""
+def check_study_data(study: StudyConfig, runs: list[Run], scored: dict[str, list[Pair]] | None) -> None:
+    """Every problem of the training, validation and (with ``scored``) evaluation data, before hours of training."""
     from .checkpoint import resolve_checkpoint
     from .data.checks import require_good_pairs
     configs = [cfg for cfg in (run_config(study, run) for run in runs) if cfg is not None]
     if study.teacher.checkpoint and not resolve_checkpoint(study.teacher.checkpoint).is_file():  # pretrained:NAME too
         raise SekdError(f"teacher.checkpoint {study.teacher.checkpoint}: file not found")
     for channels in sorted({cfg.model.in_channels for cfg in configs}):
-        if pairs is not None:
-            require_good_pairs(pairs, f"{study.data}: evaluation data (split {study.evaluation.split!r})", channels)
+        for split, pairs in (scored or {}).items():
+            require_good_pairs(pairs, f"{study.data}: evaluation data (split {split!r})", channels)
         for split in ("train", "valid"):
             require_good_pairs(list_pairs(study.data, split), f"{study.data}: {split} data", channels)
 
@@ -798,17 +813,17 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
     from .engine.train import trust_config_classes  # the study's configs are the user's: their classes too
     for cfg in filter(None, (run_config(study, run) for run in plan_runs(study))):
         trust_config_classes(cfg)
-    pairs = None
+    scored = None
     if stage == "tune":  # the teacher and the tuning only: nothing reads the test split
         check_study_data(study, [teacher, *plan_tuning(study)], None)
         if not study.teacher.checkpoint:
             train_run(run_config(study, teacher), teacher)
     else:
         resolve_device(study.evaluation.device)  # a missing GPU is said now, not after the teacher's training
-        pairs = evaluation_pairs(study)
-        check_study_data(study, plan_runs(study), pairs)
-        evaluate_untrained(study, pairs)
-        train_and_evaluate(study, teacher, pairs)
+        scored = evaluation_pairs(study)
+        check_study_data(study, plan_runs(study), scored)
+        evaluate_untrained(study, scored)
+        train_and_evaluate(study, teacher, scored)
         if stage == "teacher":
             return out
     # The teacher is done: from here the study's `jobs` processes share the runs, each with threads // jobs.
@@ -822,7 +837,7 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
         def finished(run: Run) -> bool:
             return (run.out_dir / RESULT).is_file()
         def evaluated(run: Run) -> dict:
-            return train_and_evaluate(study, run, pairs)
+            return train_and_evaluate(study, run, scored)
         free = untuned_runs(study)
         tuned = choose_weights(study, lambda: do_one(study, free, finished, evaluated, "students while tuning"))
         base = plan_runs(study, tuned)[1:]  # the students (the teacher is done)
