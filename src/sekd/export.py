@@ -10,7 +10,8 @@ STFT size, hop, window, compression, channels, the state's names, shapes and sta
 and the latency, so the file alone is enough to stream. Initial state: zeros, except
 DPDCRN's ``attention_mask``, which starts at -inf (no cached frames yet), and
 ``attention_slot``, the int64 ring position. Any causal network with a ``streaming_step``
-exports this way (DPDCRN, GTCRN).
+exports this way: the step is traced (DPDCRN), or writes its own one-frame graph when it can
+do so with fewer operators (GTCRN: :meth:`sekd.step.CausalStep.onnx_graph`).
 
 ``quantize="int8"`` (``sekd export --quantize int8``) stores the weights of the graph's
 matrix products as int8 (:func:`quantize_int8`); the metadata, and so streaming with
@@ -118,15 +119,18 @@ def export_step(model: SpeechEnhancer, path: str | Path | None = None,
     feats = torch.zeros(1, 2 * model.in_channels, 1, bins)
     state = step.initial_state(1, bins)
     names = step.state_names()
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter warns that it is deprecated and that GRUs are traced with
-        # batch size fixed; both are expected here (one stream, fixed shapes).
-        warnings.simplefilter("ignore")
-        torch.onnx.export(step, (feats, *state), buffer, input_names=[FEATS_INPUT, *names],
-                          output_names=[MASK_OUTPUT, *(state_output(n) for n in names)], opset_version=OPSET,
-                          dynamo=False)
-    graph = onnx.load_from_string(buffer.getvalue())
+    outputs = [state_output(n) for n in names]
+    with torch.no_grad():
+        graph = step.onnx_graph(FEATS_INPUT, MASK_OUTPUT, names, outputs, OPSET)
+    if graph is None:  # no graph of its own: trace the step
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter warns that it is deprecated and that GRUs are traced with
+            # batch size fixed; both are expected here (one stream, fixed shapes).
+            warnings.simplefilter("ignore")
+            torch.onnx.export(step, (feats, *state), buffer, input_names=[FEATS_INPUT, *names],
+                              output_names=[MASK_OUTPUT, *outputs], opset_version=OPSET, dynamo=False)
+        graph = onnx.load_from_string(buffer.getvalue())
     fmt = stream_format(model, step)
     if quantize == "int8":
         fmt = dataclasses.replace(fmt, model=f"{fmt.model}; int8 {'/'.join(INT8_OPERATORS)} weights")

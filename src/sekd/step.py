@@ -54,6 +54,15 @@ class CausalStep(nn.Module):
     def forward(self, feats: torch.Tensor, *state: torch.Tensor):
         return self.impl(feats, *state)
 
+    def onnx_graph(self, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str], opset: int):
+        """The step as an ONNX model written by the network's step itself, or None to trace this module.
+
+        A step with an ``onnx_graph`` method (GTCRN's: :func:`sekd.models.gtcrn_step.one_frame_graph`)
+        builds its one-frame graph from the weights, with far fewer operators than the trace.
+        """
+        build = getattr(self.impl, "onnx_graph", None)
+        return None if build is None else build(feats, mask, state_inputs, state_outputs, opset)
+
     def frozen(self, channels: int, bins: int):
         """The step for eager streaming: a frozen TorchScript trace when the network's step allows it, else itself.
 

@@ -33,7 +33,7 @@ Everything along time is causal (left-padded convolutions, forward GRUs); BatchN
 running statistics in eval mode, so in eval mode output frame t depends on input frames ≤ t.
 All memory across frames is explicit: :meth:`GTCRN.run` takes and returns the state tuple
 (convolution histories and GRU states), the offline forward starts it at zeros, and the
-hop-by-hop step (:class:`GTCRNStep`) is the same code on one frame, so streaming equals
+hop-by-hop step (:class:`~sekd.models.gtcrn_step.GTCRNStep`) is the same code on one frame, so streaming equals
 offline by construction.
 """
 
@@ -48,7 +48,8 @@ from torch.nn import functional as F
 
 from ..audio import SAMPLE_RATE
 from ..errors import SekdError
-from .base import EnhancementNetwork, StreamingStep
+from .base import EnhancementNetwork
+from .gtcrn_step import GTCRNStep
 
 DILATIONS = (1, 2, 5)
 # The mask head's initial real bias. From the default (a near-zero mask of random phase, which
@@ -513,30 +514,5 @@ class GTCRN(EnhancementNetwork):
         mask, taps, _ = self.run(feats, self.initial_state(feats.shape[0], feats.shape[-1]), return_taps)
         return (mask, taps) if return_taps else mask
 
-    def streaming_step(self, cache_frames: int) -> "GTCRNStep":
+    def streaming_step(self, cache_frames: int) -> GTCRNStep:
         return GTCRNStep(self)
-
-
-class GTCRNStep(StreamingStep):
-    """One hop of :class:`GTCRN`: :meth:`GTCRN.run` on one frame with the state passed in and out.
-
-    ``traceable``: the same operators every hop, whatever the values, so the eager engine
-    runs it as a frozen TorchScript trace (:meth:`sekd.step.CausalStep.frozen`).
-    """
-
-    traceable = True
-
-    def __init__(self, net: GTCRN):
-        super().__init__()
-        self.net = net
-
-    def state_names(self) -> list[str]:
-        return self.net.state_names()
-
-    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
-        return self.net.initial_state(batch, bins)
-
-    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
-        mask, _, new_state = self.net.run(feats, state)
-        return (mask, *new_state)
-

@@ -1,0 +1,309 @@
+"""GTCRN's streaming step, and the same step written directly as a small ONNX graph.
+
+:class:`GTCRNStep` is :meth:`GTCRN.run <sekd.models.gtcrn.GTCRN.run>` on one frame with the
+state passed in and out; PyTorch runs it (as a frozen TorchScript trace, see
+:meth:`sekd.step.CausalStep.frozen`).
+
+For onnxruntime, :meth:`GTCRNStep.onnx_graph` builds the one-frame graph from the trained
+weights instead of tracing the PyTorch code (:func:`one_frame_graph`). One hop of GTCRN is
+about half a million multiply-adds, a few tens of microseconds of arithmetic; what costs is
+onnxruntime's work per operator and per graph input. The traced graph has ~240 operators
+after onnxruntime's optimisations; written for one frame it has about half as many:
+
+- every BatchNorm is folded into the convolution before it;
+- a block's split into processed and passed halves is in the weights (the 1×1 convolution
+  reads only the processed channels), and the channel shuffle is one Gather;
+- the temporal attention's mean over bins is a ReduceSumSquare whose 1/F is in the GRU's
+  input weights, and its linear layer is a convolution that writes the per-channel weight
+  in the layout the product needs;
+- the grouped GRUs are onnxruntime GRU operators with block-diagonal weights (the frequency
+  GRU as one bidirectional operator: both groups in each direction), gates reordered to
+  ONNX's (z, r, h);
+- the ERB band merge and split are one MatMul each.
+
+The graph's inputs, outputs and state shapes are those of :class:`GTCRNStep` (the names
+the exporter gives), so :mod:`sekd.export` writes it in place of the traced graph and the
+streaming engines run it unchanged; ``tests/test_gtcrn.py`` checks it against PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from .base import StreamingStep
+
+
+class GTCRNStep(StreamingStep):
+    """One hop of :class:`~sekd.models.gtcrn.GTCRN`: :meth:`GTCRN.run` on one frame with the state passed in and out.
+
+    ``traceable``: the same operators every hop, whatever the values, so the eager engine
+    runs it as a frozen TorchScript trace (:meth:`sekd.step.CausalStep.frozen`).
+    """
+
+    traceable = True
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def state_names(self) -> list[str]:
+        return self.net.state_names()
+
+    def initial_state(self, batch: int = 1, bins: int = 257) -> tuple[torch.Tensor, ...]:
+        return self.net.initial_state(batch, bins)
+
+    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
+        mask, _, new_state = self.net.run(feats, state)
+        return (mask, *new_state)
+
+    def onnx_graph(self, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
+                   opset: int) -> onnx.ModelProto:
+        """The step as an ONNX model written for one frame (:func:`one_frame_graph`)."""
+        return one_frame_graph(self.net, feats, mask, state_inputs, state_outputs, opset)
+
+
+# -- the one-frame ONNX graph ------------------------------------------------------------------------
+class _Graph:
+    """Nodes and constant tensors of an ONNX graph under construction, with unique names."""
+
+    def __init__(self):
+        self.nodes, self.constants, self._count = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, hint: str = "w") -> str:
+        array = np.asarray(value.detach().numpy() if isinstance(value, torch.Tensor) else value)
+        name = self.name(hint)
+        self.constants.append(numpy_helper.from_array(array.astype(np.int64 if array.dtype.kind == "i" else
+                                                                    np.float32), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, **attrs):
+        """Append a node; returns its output name (or names, when ``outputs`` asks for several)."""
+        names = outputs if isinstance(outputs, list) else [self.name(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=names[0], **attrs))
+        return names[0] if len(names) == 1 else names
+
+
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float64)
+
+
+def _batchnorm(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel of an eval-mode BatchNorm: y = scale·x + shift."""
+    scale = _float64(bn.weight) / torch.sqrt(_float64(bn.running_var) + bn.eps)
+    return scale, _float64(bn.bias) - _float64(bn.running_mean) * scale
+
+
+def _fold(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None):
+    """A convolution's (weight, bias) with the BatchNorm after it folded in (output channels on axis 0)."""
+    weight = _float64(weight)
+    bias = torch.zeros(weight.shape[0], dtype=torch.float64) if bias is None else _float64(bias)
+    if bn is None:
+        return weight, bias
+    scale, shift = _batchnorm(bn)
+    return weight * scale.reshape(-1, *[1] * (weight.dim() - 1)), bias * scale + shift
+
+
+def _gru_onnx(w_ih, w_hh, b_ih, b_hh, input_scale: float = 1.0):
+    """PyTorch GRU weights (gates r, z, n) as ONNX's W, R, B (gates z, r, h; one direction)."""
+    def zrh(t):
+        r, z, n = _float64(t).chunk(3)
+        return torch.cat([z, r, n])
+    return zrh(w_ih) * input_scale, zrh(w_hh), torch.cat([zrh(b_ih), zrh(b_hh)])
+
+
+def _block_diagonal_gru(grus: list[tuple[torch.Tensor, ...]]):
+    """Several GRUs (each (w_ih, w_hh, b_ih, b_hh)) on consecutive input slices as one: block-diagonal gates."""
+    h = [g[1].shape[1] for g in grus]
+    ins = [g[0].shape[1] for g in grus]
+    hidden, inputs = sum(h), sum(ins)
+    w_ih = torch.zeros(3, hidden, inputs, dtype=torch.float64)
+    w_hh = torch.zeros(3, hidden, hidden, dtype=torch.float64)
+    b_ih = torch.zeros(3, hidden, dtype=torch.float64)
+    b_hh = torch.zeros(3, hidden, dtype=torch.float64)
+    row = col = 0
+    for (wi, wh, bi, bh), size, width in zip(grus, h, ins):
+        w_ih[:, row:row + size, col:col + width] = _float64(wi).reshape(3, size, width)
+        w_hh[:, row:row + size, row:row + size] = _float64(wh).reshape(3, size, size)
+        b_ih[:, row:row + size] = _float64(bi).reshape(3, size)
+        b_hh[:, row:row + size] = _float64(bh).reshape(3, size)
+        row, col = row + size, col + width
+    return w_ih.reshape(3 * hidden, inputs), w_hh.reshape(3 * hidden, hidden), b_ih.flatten(), b_hh.flatten()
+
+
+def _gru_weights(gru: nn.GRU, suffix: str = "") -> tuple[torch.Tensor, ...]:
+    return tuple(getattr(gru, f"{n}_l0{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def _band_matrix(band_map) -> np.ndarray:
+    """A ``FixedBandMap`` as one ``[in, out]`` matrix: identity on the kept low bins, the map on the rest."""
+    low, matrix = band_map.low_bins, _float64(band_map.matrix)
+    full = torch.zeros(low + matrix.shape[1], low + matrix.shape[0], dtype=torch.float64)
+    full[:low, :low] = torch.eye(low, dtype=torch.float64)
+    full[low:, low:] = matrix.T
+    return full
+
+
+def _conv_prelu(g: _Graph, x: str, weight, bias, prelu: nn.PReLU | None, **attrs) -> str:
+    y = g.op("Conv", [x, g.const(weight), g.const(bias)], **attrs)
+    if prelu is None:
+        return y
+    return g.op("PRelu", [y, g.const(_float64(prelu.weight).reshape(-1, 1, 1))])
+
+
+def _enc1(g: _Graph, net, x: str) -> str:
+    """Subband features (a (1, 3) convolution with one-hot kernels), then enc1's convolution with its BatchNorm.
+
+    Not one composed (1, 7) convolution: enc1's zero padding removes whole subband positions,
+    which a composed kernel would read from the edge bins.
+    """
+    c_in = x_channels = 3 * net.in_channels
+    one_hot = torch.zeros(3 * c_in, x_channels, 1, 3, dtype=torch.float64)  # channel 3c + k: bin f + k - 1 of c
+    for c in range(c_in):
+        for k in range(3):
+            one_hot[3 * c + k, c, 0, k] = 1.0
+    sub = g.op("Conv", [x, g.const(one_hot)], pads=[0, 1, 0, 1])
+    conv, bn, prelu = net.enc1
+    w, b = _fold(conv.weight, conv.bias, bn)
+    return _conv_prelu(g, sub, w, b, prelu, strides=[1, 2], pads=[0, 2, 0, 2])
+
+
+def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_history: str,
+                    new_gru_state: str, bins: int) -> str:
+    """One :class:`TemporalConvBlock` on ``x [1, C, 1, F]``: 15 operators."""
+    point_in, bn_in, prelu_in = block.point_in
+    hidden, half = point_in.out_channels, point_in.in_channels // 3
+    channels = 2 * half
+    # 1x1 convolution over the processed half's subband features = a (1, 3) convolution of that half;
+    # the passed half gets zero weights, so no split is needed.
+    w, b = _fold(point_in.weight.reshape(hidden, half, 1, 3), point_in.bias, bn_in)
+    w = torch.cat([w, torch.zeros(hidden, channels - half, 1, 3, dtype=torch.float64)], dim=1)
+    h = _conv_prelu(g, x, w, b, prelu_in, pads=[0, 1, 0, 1])
+    # Causal depthwise (3, 3) convolution dilated in time over [history, this frame].
+    depth = block.depthwise.conv
+    extended = g.op("Concat", [history, h], axis=2)
+    g.op("Slice", [extended, g.const([1]), g.const([block.depthwise.context + 1]), g.const([2])], [new_history])
+    w, b = _fold(depth.weight, depth.bias, block.depth_act[0])
+    h = _conv_prelu(g, extended, w, b, block.depth_act[1], group=hidden, dilations=[depth.dilation[0], 1],
+                    pads=[0, 1, 0, 1])
+    conv_out, bn_out = block.point_out
+    w, b = _fold(conv_out.weight, conv_out.bias, bn_out)
+    y = _conv_prelu(g, h, w, b, None)                                # (1, H, 1, F)
+    # Temporal attention: a GRU step over the channels' mean energy, a sigmoid weight per channel.
+    tra = block.attention
+    energy = g.op("ReduceSumSquare", [y], axes=[2, 3], keepdims=0)   # (1, H); the 1/F is in the GRU's input weights
+    energy = g.op("Reshape", [energy, g.const([1, 1, half])])
+    w_ih, w_hh, b_gru = _gru_onnx(*_gru_weights(tra.gru), input_scale=1.0 / bins)
+    out, _ = g.op("GRU", [energy, g.const(w_ih[None]), g.const(w_hh[None]), g.const(b_gru[None]), "", gru_state],
+                  [g.name("gru"), new_gru_state], hidden_size=tra.gru.hidden_size, linear_before_reset=1)
+    # ``out`` [1, 1, 1, 2H] read as an image of one row: the linear layer is a (1, 2H) convolution to [1, H, 1, 1].
+    weight = g.op("Conv", [out, g.const(_float64(tra.fc.weight)[:, None, None, :]), g.const(tra.fc.bias)])
+    y = g.op("Mul", [y, g.op("Sigmoid", [weight])])
+    # Processed and passed halves interleaved: output channel 2i is y_i, 2i + 1 is x_{H + i}.
+    both = g.op("Concat", [y, x], axis=1)                            # (1, H + C, 1, F)
+    order = [j for i in range(half) for j in (i, 2 * half + i)]
+    return g.op("Gather", [both, g.const(order)], axis=1)
+
+
+def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int) -> str:
+    """One :class:`DualPathGRU` on ``x [F, 1, C]`` (bins as the sequence): 12 operators, output ``[1, F, C]``."""
+    intra, inter = layer.intra, layer.inter
+    channels, half = intra.size, intra.hidden
+    # Frequency GRU: one bidirectional operator, each direction both groups' GRUs block-diagonally.
+    directions = [_gru_onnx(*_block_diagonal_gru([_gru_weights(gru, suffix) for gru in intra.grus]))
+                  for suffix in ("", "_reverse")]
+    w_ih, w_hh, b = (torch.stack(parts) for parts in zip(*directions))
+    out = g.op("GRU", [x, g.const(w_ih), g.const(w_hh), g.const(b)], 2, hidden_size=half,
+               direction="bidirectional", linear_before_reset=1)[0]              # (F, 2, 1, C/2)
+    r = g.op("Reshape", [out, g.const([bins, 1, channels])])                   # channel d·C/2 + g·C/4 + j
+    # PyTorch's order of the same hidden channels: group, then direction (GroupedGRU's blocks).
+    quarter = half // intra.groups
+    torch_order = [gr * half + d * quarter + j for d in range(2) for gr in range(intra.groups) for j in range(quarter)]
+    weight = _float64(layer.intra_fc.weight).T[torch_order]
+    r = g.op("Add", [g.op("MatMul", [r, g.const(weight)]), g.const(layer.intra_fc.bias)])
+    norm = layer.intra_norm
+    r = g.op("LayerNormalization", [r, g.const(_float64(norm.weight)[:, None]), g.const(_float64(norm.bias)[:, None])],
+             axis=0, epsilon=norm.eps)
+    x = g.op("Reshape", [g.op("Add", [x, r]), g.const([1, bins, channels])])   # bins as the batch
+    # Time GRU: one step per bin, both groups block-diagonally (the state's layout is GroupedGRU's).
+    w_ih, w_hh, b = _gru_onnx(*_block_diagonal_gru([_gru_weights(gru) for gru in inter.grus]))
+    g.op("GRU", [x, g.const(w_ih[None]), g.const(w_hh[None]), g.const(b[None]), "", state],
+         [g.name("gru"), new_state], hidden_size=inter.hidden, linear_before_reset=1)
+    s = g.op("Add", [g.op("MatMul", [new_state, g.const(_float64(layer.inter_fc.weight).T)]),
+                     g.const(layer.inter_fc.bias)])
+    norm = layer.inter_norm
+    s = g.op("LayerNormalization", [s, g.const(norm.weight), g.const(norm.bias)], axis=1, epsilon=norm.eps)
+    return g.op("Add", [x, s])
+
+
+def _transposed(g: _Graph, x: str, conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None,
+                prelu: nn.PReLU | None) -> str:
+    """A (grouped) transposed frequency convolution with its BatchNorm folded in."""
+    weight = _float64(conv.weight)                                   # (in, out / groups, 1, k)
+    bias = _float64(conv.bias)
+    if bn is not None:
+        scale, shift = _batchnorm(bn)
+        per_group_in, per_group_out = weight.shape[0] // conv.groups, weight.shape[1]
+        out_channel = (torch.arange(weight.shape[0])[:, None] // per_group_in) * per_group_out \
+            + torch.arange(per_group_out)[None]
+        weight = weight * scale[out_channel][..., None, None]
+        bias = bias * scale + shift
+    y = g.op("ConvTranspose", [x, g.const(weight), g.const(bias)], group=conv.groups, strides=list(conv.stride),
+             pads=[conv.padding[0], conv.padding[1]] * 2)
+    return y if prelu is None else g.op("PRelu", [y, g.const(_float64(prelu.weight).reshape(-1, 1, 1))])
+
+
+def one_frame_graph(net, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
+                    opset: int) -> onnx.ModelProto:
+    """GTCRN's one-frame step as an ONNX model (see the module docstring), state shapes as :class:`GTCRNStep`'s."""
+    g = _Graph()
+    m, c, f2 = net.in_channels, net.args["channels"], net.f2
+    states = list(zip(state_inputs, state_outputs))
+    # Magnitude of each microphone (re² + im² as a 1×1 convolution, the 1e-12 as its bias), then the band merge.
+    pairs = torch.cat([torch.eye(m, dtype=torch.float64)] * 2, dim=1)[..., None, None]
+    power = g.op("Conv", [g.op("Mul", [feats, feats]), g.const(pairs), g.const(np.full(m, 1e-12))])
+    x = g.op("Concat", [g.op("Sqrt", [power]), feats], axis=1)                 # (1, 3M, 1, bins)
+    x = g.op("MatMul", [x, g.const(_band_matrix(net.band_merge))])           # (1, 3M, 1, F0)
+    enc1 = _enc1(g, net, x)                                                    # (1, C, 1, F1)
+    conv, bn, prelu = net.enc2
+    w, b = _fold(conv.weight, conv.bias, bn)
+    enc2 = x = _conv_prelu(g, enc1, w, b, prelu, group=conv.groups, strides=[1, 2], pads=[0, 2, 0, 2])
+    skips = []
+    for block in net.enc_blocks:
+        (history, new_history), (gru, new_gru) = states.pop(0), states.pop(0)
+        x = _temporal_block(g, block, x, history, gru, new_history, new_gru, f2)
+        skips.append(x)
+    # The dual-path GRUs take bins as the sequence (frequency GRU) or as the batch (time GRU): [F, 1, C] / [1, F, C].
+    x = g.op("Reshape", [g.op("Transpose", [x], perm=[3, 2, 0, 1]), g.const([f2, 1, c])])
+    for i, layer in enumerate(net.middle):
+        if i:
+            x = g.op("Reshape", [x, g.const([f2, 1, c])])
+        state, new_state = states.pop(0)
+        x = _dual_path(g, layer, x, state, new_state, f2)
+    x = g.op("Reshape", [g.op("Transpose", [x], perm=[0, 2, 1]), g.const([1, c, 1, f2])])
+    for block, skip in zip(net.dec_blocks, reversed(skips)):
+        (history, new_history), (gru, new_gru) = states.pop(0), states.pop(0)
+        x = _temporal_block(g, block, g.op("Add", [x, skip]), history, gru, new_history, new_gru, f2)
+    conv, bn, prelu = net.dec4
+    x = _transposed(g, g.op("Add", [x, enc2]), conv, bn, prelu)
+    x = _transposed(g, g.op("Add", [x, enc1]), net.dec5, None, None)         # (1, 2, 1, F0)
+    g.op("MatMul", [x, g.const(_band_matrix(net.band_split))], [mask])
+
+    shapes = [tuple(s.shape) for s in net.initial_state(1, net.bins)]
+    value = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))  # noqa: E731
+    graph = helper.make_graph(
+        g.nodes, "gtcrn_step",
+        [value(feats, (1, 2 * m, 1, net.bins)), *(value(n, s) for n, s in zip(state_inputs, shapes))],
+        [value(mask, (1, 2, 1, net.bins)), *(value(n, s) for n, s in zip(state_outputs, shapes))],
+        g.constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8)  # what onnxruntime releases of the last years read
+    onnx.checker.check_model(model)
+    return model
