@@ -253,3 +253,9 @@ def test_sekd_distill_from_a_512_teacher_into_the_low_latency_config(pair_folder
     header = metrics[0].split(",")
     kd = [row.split(",")[header.index("train/kd")] for row in metrics[1:]]
     assert any(v and math.isfinite(float(v)) and float(v) > 0 for v in kd)
+    # The study's calibration maps run the teacher through the same bridge.
+    from sekd.data.datasets import list_pairs
+    from sekd.study import calibration_maps
+    maps = calibration_maps(run / "checkpoints" / "last.ckpt", list_pairs(pair_folder, None)[:2])
+    weights = torch.tensor(maps["encoder/time"]["weights"])
+    assert weights.shape == (5, 3) and torch.allclose(weights.sum(1), torch.ones(5))

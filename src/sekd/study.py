@@ -461,7 +461,7 @@ def calibration_maps(ckpt: str | Path, pairs: list[Pair]) -> dict[str, dict]:
     batches = 0
     for start in range(0, len(crops), batch):
         x = torch.from_numpy(np.stack(crops[start:start + batch]))
-        _, teacher_taps = module.teacher(x, return_taps=True)
+        teacher_taps = module.teacher_taps(x)  # on the student's STFT grid (sekd.distill.bridge)
         _, student_taps = module.model(x, return_taps=True)
         method(student_taps, teacher_taps)
         for key, alpha in method.last_calibration.items():

@@ -74,11 +74,14 @@ class DistillationModule(EnhancementModule):
         self.teacher.eval()  # always: Lightning switches the whole module to train mode
         return self
 
-    def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def teacher_taps(self, noisy: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The frozen teacher's taps for ``noisy``, on the student's STFT grid; no gradients."""
         with torch.no_grad():
-            teacher_wave, teacher_taps = self.teacher(noisy, return_taps=True)
-            if self.bridge is not None:
-                teacher_taps = self.bridge(teacher_taps, teacher_wave)
+            wave, taps = self.teacher(noisy, return_taps=True)
+            return taps if self.bridge is None else self.bridge(taps, wave)
+
+    def training_loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        teacher_taps = self.teacher_taps(noisy)
         estimate, student_taps = self.model(noisy, return_taps=True)
         se, se_terms = self.se_loss(estimate, clean)
         kd, kd_terms = self.method(student_taps, teacher_taps)
