@@ -106,8 +106,14 @@ def test_streaming_equals_offline_with_the_low_latency():
     assert np.abs(offline).max() > 1e-2  # not trivially equal
 
 
-def test_onnx_export_equals_pytorch_and_carries_the_setting(tmp_path):
-    model = low_gtcrn()
+LOW_MODELS = {"gtcrn": low_gtcrn,
+              "dpdcrn-causal": lambda: build_enhancer("tiny", causal=True, lookback=6, signal_args=LOW).eval()}
+
+
+@pytest.mark.parametrize("kind", LOW_MODELS)
+def test_onnx_export_equals_pytorch_and_carries_the_setting(kind, tmp_path):
+    torch.manual_seed(0)
+    model = LOW_MODELS[kind]()
     path = tmp_path / "low.onnx"
     export_step(model, path)
     runtime = OnnxStreamer(str(path))  # numpy + onnxruntime, everything from the file's metadata
