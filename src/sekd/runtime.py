@@ -370,18 +370,19 @@ class OverlapAddStreamer:
     def _frame(self, frame: np.ndarray) -> None:
         """One STFT frame through :meth:`enhance_frame`; its inverse is overlap-added."""
         enhanced = self.enhance_frame(np.fft.rfft(frame * self.window))
-        self._ola += np.fft.irfft(enhanced, n=self.n_fft).astype(np.float32) * self.window
+        self._ola += np.fft.irfft(enhanced, n=self.n_fft).astype(np.float32, copy=False) * self.window
         self._env += self.window_sq
 
     def _finish(self, count: int) -> None:
         """Move the first ``count`` overlap-added samples, now final, to the output queue."""
-        done = self._ola[:count] / np.where(self._env[:count] > 1e-11, self._env[:count], 1.0)
-        self._ola = np.concatenate([self._ola[count:], np.zeros(count, np.float32)])
-        self._env = np.concatenate([self._env[count:], np.zeros(count, np.float32)])
+        done = self._ola[:count] / np.where(self._env[:count] > 1e-11, self._env[:count], np.float32(1.0))
+        for buffer in (self._ola, self._env):  # shifted in place: no new arrays per hop
+            buffer[:-count] = buffer[count:]
+            buffer[-count:] = 0.0
         skip = min(self._to_skip, count)
         self._to_skip -= skip
         if skip < count:
-            self._ready.append(done[skip:].astype(np.float32))
+            self._ready.append(done[skip:])
             self._ready_len += count - skip
 
     def _take(self, count: int) -> np.ndarray:
