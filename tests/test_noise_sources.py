@@ -68,18 +68,25 @@ def test_held_out_files_keep_variants_together(files):
 
 
 def test_split_files_rule():
-    names = [Path(f"/x/{stem}.ogg") for stem in
-             ["rain1", "rain2", "rain3", "dog_bark1", "dog_bark2", "car", "door-3", "door-4", "wind"]]
-    out = noise.split_files(names)
-    assert sorted(p for ps in out.values() for p in ps) == sorted(names)
+    seconds = {Path(f"/x/{stem}.ogg"): s for stem, s in
+               [("rain1", 9.0), ("rain2", 9.0), ("rain3", 9.0), ("dog_bark1", 1.0), ("dog_bark2", 1.5), ("car", 4.0),
+                ("door-3", 0.5), ("door-4", 0.5), ("wind", 6.0)]}
+    out = noise.split_files(seconds)
+    assert sorted(p for ps in out.values() for p in ps) == sorted(seconds)
     assert set(out["train"]) >= {Path("/x/rain1.ogg"), Path("/x/rain2.ogg"), Path("/x/rain3.ogg")}
+    # the heaviest groups first, each to the split furthest below its share
+    assert out == {"train": [Path("/x/rain1.ogg"), Path("/x/rain2.ogg"), Path("/x/rain3.ogg")],
+                   "test": [Path("/x/door-3.ogg"), Path("/x/door-4.ogg"), Path("/x/wind.ogg")],
+                   "valid": [Path("/x/car.ogg"), Path("/x/dog_bark1.ogg"), Path("/x/dog_bark2.ogg")]}
     for split, paths in out.items():
         assert paths, split
         for other in set(out) - {split}:
             assert not {noise._variant_group(p) for p in paths} & {noise._variant_group(p) for p in out[other]}
-    assert noise.split_files(list(reversed(names))) == out  # the order of the listing does not matter
-    few = noise.split_files([Path(f"/y/hum{k}.wav") for k in range(5)])  # one group: round-robin by name
+    assert noise.split_files(dict(reversed(seconds.items()))) == out  # the order of the listing does not matter
+    few = noise.split_files({Path(f"/y/hum{k}.wav"): 1.0 for k in range(5)})  # one group: round-robin by name
     assert [len(few[s]) for s in ("train", "valid", "test")] == [3, 1, 1]
+    three = noise.split_files({Path(f"/y/hum{k}.wav"): 1.0 for k in range(3)})
+    assert all(len(files) == 1 for files in three.values())
 
 
 def test_shares_and_choose_noise():
