@@ -5,6 +5,7 @@ noise.OOD_PACKAGES (installed when missing, as the corpus build does: as root or
 password-less sudo).
 """
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ def test_splits_are_disjoint_and_complete(files):
             for path in paths:
                 assert path.is_file() and path.suffix.lower() in noise.AUDIO_SUFFIXES
                 assert seen.setdefault(path, f"{split}/{family}") == f"{split}/{family}", path
+    assert not [p for p in seen if "_desc" in p.name or "audio-channel-" in p.name]  # spoken words are not noise
+    contents = {hashlib.blake2b(p.read_bytes(), digest_size=16).digest() for p in seen}
+    assert len(contents) == len(seen)  # no copy of a sound in two places (it could cross the splits)
     ood_files = {p for paths in files["ood"].values() for p in paths}
     in_domain = {p for split in ("train", "valid", "test") for paths in files[split].values() for p in paths}
     assert ood_files and not ood_files & in_domain

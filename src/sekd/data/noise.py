@@ -66,8 +66,10 @@ _WORDWARVI = "/wordwarvi/sounds"
 _FREECIV = "/freeciv/stdsounds"
 _WIDELANDS = "/widelands/data/sound"
 _WESNOTH = "/wesnoth/1.16/data/core/sounds"
-# Spoken words, never noise: tuxpaint's spoken names and descriptions (<stamp>_desc*.ogg, <stamp>_<locale>.ogg).
-_TUXPAINT_SPEECH = r"_desc|_[a-zA-Z]{2}(?:_[a-zA-Z]{2,4})?\.ogg$"
+# Spoken words are never noise, whichever family's pattern matches them: tuxpaint's spoken names and
+# descriptions (<stamp>_desc*.ogg, <stamp>_<locale>.ogg), freedesktop's channel names, heroes' shouts.
+SPOKEN_FILES = (r"/tuxpaint/stamps/.*(?:_desc|_[a-zA-Z]{2}(?:_[a-zA-Z]{2,4})?\.ogg$)|/audio-channel-"
+                r"|/heroes/sfx/(?:go|no|oh|stop|ho_yeh)\.wav$")
 
 # A file matched by several families belongs to the first of them (and a file with the content of an
 # earlier one is left out), so the order matters: specific families come before broad ones.
@@ -125,20 +127,20 @@ FAMILY_SPECS: dict[str, Family] = {
                                            "drake", "gander")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "cows", "moo", "rooster", "sheep", "dog")),
         ("btanks-data", _files(_BTANKS, "cow")),
-    ), exclude=_TUXPAINT_SPEECH, events=True),
+    ), events=True),
     "wild-animals": Family("animals", "calls of wild mammals: apes, big cats, bears, deer, whales, wolves, bats", (
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/animals/(?:mammals(?:/[a-z]+)?|marsupials|lizards)", "")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "wolf", "bats")),
-    ), exclude=_TUXPAINT_SPEECH, events=True),
+    ), events=True),
     "birds": Family("animals", "bird songs and calls, gulls, a dawn chorus", (
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/animals/birds", "")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "birdchirp", "gull", "birds")),
-    ), exclude=_TUXPAINT_SPEECH, events=True),
+    ), events=True),
     "insects-frogs": Family("animals", "bees, mosquitoes, grasshoppers, croaking frogs", (
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/animals/(?:insects|amphibians)", "")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "frogs")),
         ("scorched3d-data", _files(f"{_S3D}/explosions", "bees")),
-    ), exclude=_TUXPAINT_SPEECH),
+    )),
     "crowd": Family("crowd", "cheering, booing and applauding crowds, a busy market", (
         ("tuxfootball", _files("/tuxfootball/sound", "crowd", "ingame")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "cheeringloop")),
@@ -177,7 +179,7 @@ FAMILY_SPECS: dict[str, Family] = {
         ("scorched3d-data", _files(f"{_S3D}/misc", "rain", "thunder")),
         ("scorched3d-data", _files(f"{_S3D}/explosions", "thunder", "lightning")),
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/naturalforces", "lightningbolt")),
-    ), exclude=_TUXPAINT_SPEECH),
+    )),
     "water": Family("water", "streams, waves, splashes and bubbling water", (
         ("minetest-data", _files(_MINETEST, "env_sounds_water", "default_water_footstep")),
         ("scorched3d-data", _files(f"{_S3D}/misc", "oceanwaves", "splash")),
@@ -210,10 +212,10 @@ FAMILY_SPECS: dict[str, Family] = {
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/hobbies", "camera")),
         ("frozen-bubble-data", _files("/frozen-bubble/snd", "typewriter")),
         ("wordwarvi-sound", _files(_WORDWARVI, "us_quarter")),
-    ), exclude=_TUXPAINT_SPEECH, events=True),
+    ), events=True),
     "instruments": Family("music", "single notes and phrases of cello, violin, bassoon, drums and cymbals", (
         ("tuxpaint-stamps-default", _files(f"{_STAMPS}/hobbies/music/[a-z]+", "")),
-    ), exclude=_TUXPAINT_SPEECH, events=True),
+    ), events=True),
     "music-loops": Family("music", "drum, guitar, bass and ambient loops and pads", (
         ("sonic-pi-samples", _files("/samples", "loop_", "ambi_", "bass_", "guit_")),
     )),
@@ -242,7 +244,7 @@ FAMILY_SPECS: dict[str, Family] = {
         ("yaru-theme-sound", _files("/Yaru/stereo", "")),
         ("deepin-sound-theme", _files("/deepin/stereo", "")),
         ("lomiri-sounds", _files("/sounds/lomiri/camera/[a-z]+", "")),
-    ), exclude=r"audio-channel-|audio-test-signal", events=True),
+    ), exclude="audio-test-signal", events=True),
     "arcade-sfx": Family("sfx", "game effects: pick-ups, power-ups, teleports, lasers, shields", (
         ("heroes-sound-effects", _files("/heroes/sfx", "")),
         ("btanks-data", _files(_BTANKS, "taking-item", "respawn", "teleport", "mine-tick", "old-mine-tick",
@@ -254,7 +256,7 @@ FAMILY_SPECS: dict[str, Family] = {
                                    "gravity_bomb")),
         ("frozen-bubble-data", _files("/frozen-bubble/snd", "destroy_group", "launch", "rebound", "stick", "lose",
                                       "malus", "newroot", "hurry", "noh", "pause", "cancel", "menu_")),
-    ), exclude=r"/heroes/sfx/(?:go|no|oh|stop|ho_yeh)\.wav$", events=True),
+    ), events=True),
     "electronic-sfx": Family("sfx", "electronic blips, glitches, vinyl crackle and scratches", (
         ("sonic-pi-samples", _files("/samples", "elec_", "glitch_", "mehackit_", "vinyl_", "misc_")),
     ), events=True),
@@ -378,7 +380,9 @@ def _installed_files(package: str) -> list[Path]:
 
 
 def _matches(spec: Family, pattern: str, path: Path) -> bool:
-    return bool(re.search(pattern, str(path))) and not (spec.exclude and re.search(spec.exclude, str(path)))
+    text = str(path)
+    return (bool(re.search(pattern, text)) and not re.search(SPOKEN_FILES, text)
+            and not (spec.exclude and re.search(spec.exclude, text)))
 
 
 @lru_cache(maxsize=1)
