@@ -65,7 +65,8 @@ def test_splits_are_disjoint_and_complete(files):
 
 def test_held_out_files_keep_variants_together(files):
     for family in noise.IN_DOMAIN_FAMILIES:
-        groups = {split: {noise._variant_group(p) for p in files[split][family]} for split in ("train", "valid", "test")}
+        groups = {split: {noise._variant_group(p) for p in files[split][family]}
+                  for split in ("train", "valid", "test")}
         total = sum(len(g) for g in groups.values())
         if len(set().union(*groups.values())) >= 3:  # split by groups of variants
             assert len(set().union(*groups.values())) == total, family
