@@ -206,8 +206,12 @@ def cmd_export(args) -> int:
     from .audio import SAMPLE_RATE
     from .export import export_checkpoint
     from .streaming import algorithmic_latency
-    latency = algorithmic_latency(export_checkpoint(args.ckpt, args.output, quantize=args.quantize).signal)
+    latency = algorithmic_latency(export_checkpoint(args.ckpt, args.output, quantize=args.quantize,
+                                                    offline=args.offline).signal)
     weights = "float32" if args.quantize is None else f"{args.quantize} weights"
+    if args.offline:
+        print(f"ONNX offline model (any number of frames per call): {args.output} ({weights})")
+        return 0
     print(f"ONNX per-hop model: {args.output} ({weights}; algorithmic latency {latency} samples, "
           f"{1000 * latency / SAMPLE_RATE:.2f} ms)")
     return 0
@@ -401,11 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     x = _add(sub, "export", "export a causal model's per-hop network to ONNX, its state as inputs and outputs "
                             "(STFT and iSTFT stay outside)",
              "  sekd export --ckpt causal.ckpt -o model.onnx\n"
-             "  sekd export --ckpt causal.ckpt -o model-int8.onnx --quantize int8")
+             "  sekd export --ckpt causal.ckpt -o model-int8.onnx --quantize int8\n"
+             "  sekd export --ckpt gtcrn.ckpt -o model-offline.onnx --offline")
     x.add_argument("--ckpt", required=True, help="checkpoint of a causal model")
     x.add_argument("-o", "--output", required=True, help="ONNX file, written atomically")
     x.add_argument("--quantize", metavar="int8", help="int8: the matrix products' weights as int8 (onnxruntime's "
                    "dynamic quantisation; docs/deployment.md); default float32")
+    x.add_argument("--offline", action="store_true", help="the whole-signal network instead of the per-hop one: "
+                   "any number of frames per call, a file's STFT at once (GTCRN; sekd.runtime.OnnxEnhancer)")
     x.set_defaults(func=cmd_export)
 
     f = _add(sub, "profile", "parameters, MACs per second of audio, and real-time factor on this CPU",

@@ -13,6 +13,12 @@ DPDCRN's ``attention_mask``, which starts at -inf (no cached frames yet), and
 exports this way: the step is traced (DPDCRN), or writes its own one-frame graph when it can
 do so with fewer operators (GTCRN: :meth:`sekd.step.CausalStep.onnx_graph`).
 
+``offline=True`` (``sekd export --offline``) writes the same network for a time axis of any
+length (graph kind ``frames`` in the metadata): a whole file's STFT in one onnxruntime call
+from the zero start state is the offline model, which :class:`sekd.runtime.OnnxEnhancer` runs
+torch-free. Only a network whose step writes its own graph has it (GTCRN: the traced step
+has fixed shapes).
+
 ``quantize="int8"`` (``sekd export --quantize int8``) stores the weights of the graph's
 matrix products as int8 (:func:`quantize_int8`); the metadata, and so streaming with
 :class:`sekd.runtime.OnnxStreamer` or ``sekd stream --onnx``, is unchanged.
@@ -107,10 +113,11 @@ def quantize_int8(graph: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_step(model: SpeechEnhancer, path: str | Path | None = None,
-                cache_seconds: float = CACHE_SECONDS, quantize: str | None = None) -> bytes:
+                cache_seconds: float = CACHE_SECONDS, quantize: str | None = None, offline: bool = False) -> bytes:
     """Export ``model``'s per-hop step to ONNX; returns the model bytes and, with ``path``, writes them atomically.
 
-    ``quantize``: None (float32) or ``"int8"`` (:func:`quantize_int8`).
+    ``quantize``: None (float32) or ``"int8"`` (:func:`quantize_int8`). ``offline``: the
+    graph for any number of frames per call (graph kind ``frames``), see the module docstring.
     """
     require_quantization(quantize)
     net = model.network
@@ -121,7 +128,10 @@ def export_step(model: SpeechEnhancer, path: str | Path | None = None,
     names = step.state_names()
     outputs = [state_output(n) for n in names]
     with torch.no_grad():
-        graph = step.onnx_graph(FEATS_INPUT, MASK_OUTPUT, names, outputs, OPSET)
+        graph = step.onnx_graph(FEATS_INPUT, MASK_OUTPUT, names, outputs, OPSET, frames=None if offline else 1)
+    if graph is None and offline:
+        raise SekdError(f"{type(net).__name__}: no offline ONNX graph (sekd export --offline needs a network that "
+                        "writes its own graph, GTCRN); export its per-hop step without --offline")
     if graph is None:  # no graph of its own: trace the step
         buffer = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
@@ -131,7 +141,7 @@ def export_step(model: SpeechEnhancer, path: str | Path | None = None,
             torch.onnx.export(step, (feats, *state), buffer, input_names=[FEATS_INPUT, *names],
                               output_names=[MASK_OUTPUT, *outputs], opset_version=OPSET, dynamo=False)
         graph = onnx.load_from_string(buffer.getvalue())
-    fmt = stream_format(model, step)
+    fmt = dataclasses.replace(stream_format(model, step), graph="frames" if offline else "step")
     if quantize == "int8":
         fmt = dataclasses.replace(fmt, model=f"{fmt.model}; int8 {'/'.join(INT8_OPERATORS)} weights")
     onnx.helper.set_model_props(graph, fmt.to_metadata())
@@ -147,10 +157,11 @@ def export_step(model: SpeechEnhancer, path: str | Path | None = None,
 
 
 def export_checkpoint(ckpt: str | Path, path: str | Path, cache_seconds: float = CACHE_SECONDS,
-                      quantize: str | None = None) -> SpeechEnhancer:
-    """Export a causal checkpoint's per-hop step to ``path`` (``quantize``: None or int8); returns the loaded model."""
+                      quantize: str | None = None, offline: bool = False) -> SpeechEnhancer:
+    """Export a causal checkpoint's per-hop step (or with ``offline`` its whole-signal graph) to ``path``
+    (``quantize``: None or int8); returns the loaded model."""
     require_quantization(quantize)
     model = load_enhancer(ckpt)
     require_causal(model.network, str(ckpt))
-    export_step(model, path, cache_seconds, quantize)
+    export_step(model, path, cache_seconds, quantize, offline)
     return model

@@ -6,11 +6,14 @@
     tail = streamer.flush()                        # the last ``streamer.latency`` samples
     enhanced = stream_array(streamer, audio)       # a whole signal, aligned with its input
 
+    from sekd.runtime import OnnxEnhancer          # a whole signal at once (sekd export --offline)
+    enhanced = OnnxEnhancer("model-offline.onnx")(audio)
+
 This module imports only numpy, onnxruntime and :mod:`sekd.errors` (``import sekd`` is
 lazy), so a deployment needs neither torch nor the rest of sekd; ``examples/stream_onnx.py``
 enhances a WAV with it.
 
-Two parts:
+Three parts:
 
 - :class:`OverlapAddStreamer`: the frame-exact STFT / iSTFT around any per-frame
   enhancement, for pushes of any size. It frames the stream exactly as the offline
@@ -23,6 +26,10 @@ Two parts:
 - :class:`OnnxStreamer`: the exported per-hop graph with the signal path of
   :mod:`sekd.signal` written in numpy (power-law compression, features, polar mask), its
   settings read from the file's metadata (:class:`StreamFormat`, keys ``sekd.*``).
+- :class:`OnnxEnhancer`: a whole signal through an exported file. A file of graph kind
+  ``frames`` (``sekd export --offline``: any number of frames in one call, GTCRN) runs the
+  whole STFT at once, the STFT and iSTFT in numpy (:func:`stft`, :func:`istft`); a per-hop
+  file streams it. Both equal the offline PyTorch model to float rounding.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from .errors import SekdError
 
 FORMAT_VERSION = 1          # of the ``sekd.*`` metadata; a reader refuses other versions by name
 METADATA_PREFIX = "sekd."
+# What the graph takes (metadata ``sekd.graph``): one STFT frame per call (``sekd export``), or any number of
+# frames along a dynamic time axis (``sekd export --offline``); both carry their state in and out.
+GRAPH_KINDS = ("step", "frames")
 # The epsilons of sekd.signal.compress and sekd.signal.apply_polar_mask.
 COMPRESS_EPS = 1e-8
 MASK_EPS = 1e-8
@@ -76,8 +86,9 @@ class StreamFormat:
     the input magnitude, or null), ``sekd.channels`` (microphones M), ``sekd.ref_channel``
     (the one the mask applies to), ``sekd.input`` / ``sekd.output`` (the feature input and
     mask output of the graph), ``sekd.state`` (JSON list of ``{input, output, shape, dtype,
-    fill}``), ``sekd.latency`` (samples, informative: ``n_fft - 1``) and ``sekd.model``
-    (a one-line description, informative).
+    fill}``), ``sekd.latency`` (samples, informative: ``n_fft - 1``), ``sekd.model``
+    (a one-line description, informative) and ``sekd.graph`` (one of ``GRAPH_KINDS``;
+    files written before it existed are ``step``).
     """
 
     sample_rate: int
@@ -92,6 +103,7 @@ class StreamFormat:
     mask: str
     states: tuple[StateSpec, ...]
     model: str = ""
+    graph: str = "step"
 
     @property
     def bins(self) -> int:
@@ -109,7 +121,7 @@ class StreamFormat:
             "input": self.feats, "output": self.mask,
             "state": json.dumps([dict(input=s.input, output=s.output, shape=list(s.shape), dtype=s.dtype,
                                       fill=repr(float(s.fill))) for s in self.states]),
-            "latency": self.latency, "model": self.model,
+            "latency": self.latency, "model": self.model, "graph": self.graph,
         }
         return {METADATA_PREFIX + key: str(value) for key, value in values.items()}
 
@@ -132,13 +144,16 @@ class StreamFormat:
                       window=tuple(float(w) for w in json.loads(ours["window_samples"])),
                       compress=None if compress is None else float(compress), channels=int(ours["channels"]),
                       ref_channel=int(ours["ref_channel"]), feats=ours["input"], mask=ours["output"],
-                      states=states, model=ours.get("model", ""))
+                      states=states, model=ours.get("model", ""), graph=ours.get("graph", "step"))
         except (KeyError, ValueError, TypeError) as exc:
             raise SekdError(f"{where}: damaged sekd streaming metadata ({type(exc).__name__}: {exc})") from None
         if len(fmt.window) != fmt.n_fft or not 0 < fmt.hop <= fmt.n_fft // 2 or not 0 <= fmt.ref_channel < fmt.channels:
             raise SekdError(f"{where}: inconsistent sekd streaming metadata (n_fft {fmt.n_fft}, hop {fmt.hop}, "
                             f"{len(fmt.window)} window samples, reference channel {fmt.ref_channel} of "
                             f"{fmt.channels})")
+        if fmt.graph not in GRAPH_KINDS:
+            raise SekdError(f"{where}: graph kind {fmt.graph!r} unknown to this runtime (it reads "
+                            f"{', '.join(GRAPH_KINDS)}); export it again with this version of sekd export")
         return fmt
 
 
@@ -244,14 +259,19 @@ class OnnxStep:
 # -- the signal path of sekd.signal, in numpy ---------------------------------------------------
 def features(spec: np.ndarray, compress: float | None) -> np.ndarray:
     """``[M, F]`` complex spectrum -> network input ``[1, 2M, 1, F]``: compressed real parts, then imaginary."""
+    return sequence_features(spec[:, None], compress)
+
+
+def sequence_features(spec: np.ndarray, compress: float | None) -> np.ndarray:
+    """``[M, T, F]`` complex spectra -> network input ``[1, 2M, T, F]``."""
     if compress is not None and compress != 1.0:
         mag = np.maximum(np.abs(spec), np.float32(COMPRESS_EPS))
         spec = spec * mag ** np.float32(compress - 1.0)
-    return np.concatenate([spec.real, spec.imag]).astype(np.float32)[None, :, None]
+    return np.concatenate([spec.real, spec.imag]).astype(np.float32)[None]
 
 
 def apply_polar_mask(mask: np.ndarray, ref_spec: np.ndarray) -> np.ndarray:
-    """``mask [2, F]`` (M_r, M_i) on the reference spectrum ``[F]``: tanh(|M|)·|Y|·exp(j(∠Y + ∠M))."""
+    """``mask [2, ..., F]`` (M_r, M_i) on the reference spectrum ``[..., F]``: tanh(|M|)·|Y|·exp(j(∠Y + ∠M))."""
     m_r, m_i = mask[0], mask[1]
     norm = np.sqrt(m_r ** 2 + m_i ** 2 + np.float32(MASK_EPS))
     return np.tanh(norm) * ref_spec * ((m_r + 1j * m_i) / norm)
@@ -428,3 +448,69 @@ class OnnxStreamer(OverlapAddStreamer):
 
     def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
         return enhance_spectrum(self.step, spec, self.format.compress, self.format.ref_channel)
+
+
+# -- a whole signal at once ----------------------------------------------------------------------
+def stft(audio: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    """``[M, N]`` real -> ``[M, T, F]`` complex, T = 1 + N // hop: ``torch.stft(center=True)``'s frames (reflected ends)."""
+    half = n_fft // 2
+    padded = np.pad(audio, ((0, 0), (half, half)), mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (M, T, n_fft)
+    return np.fft.rfft(frames * window, axis=-1).astype(np.complex64)
+
+
+def istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: int) -> np.ndarray:
+    """``[T, F]`` complex -> ``[length]`` real: overlap-add divided by the squared window's sum, as ``torch.istft``."""
+    frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32) * window          # (T, n_fft)
+    count = frames.shape[0]
+    out = np.zeros(n_fft + hop * count, np.float32)  # one hop more than the frames span: room for the views below
+    envelope = np.zeros_like(out)
+    # Overlap-add by the frames' offsets within one hop: n_fft / hop slices instead of T adds.
+    for k in range(0, n_fft, hop):
+        width = min(hop, n_fft - k)
+        chunk = frames[:, k:k + width]                                   # frame t's samples k.. at t·hop + k
+        out[k:k + hop * count].reshape(count, hop)[:, :width] += chunk
+        envelope[k:k + hop * count].reshape(count, hop)[:, :width] += window[k:k + width] ** 2
+    half = n_fft // 2
+    out, envelope = out[half:half + length], envelope[half:half + length]
+    return out / np.where(envelope > 1e-11, envelope, np.float32(1.0))
+
+
+class OnnxEnhancer:
+    """A whole signal through an exported file: ``OnnxEnhancer(path)(audio [M, N] or [N]) -> [N]``, torch-free.
+
+    A ``frames`` graph (``sekd export --offline``) takes the file's whole STFT in one call
+    from the zero start state: the STFT, features, polar mask and iSTFT in numpy around one
+    onnxruntime run, the time axis of any length. A ``step`` graph (``sekd export``) is
+    streamed (:class:`OnnxStreamer`, :func:`stream_array`). Either way the output equals the
+    offline PyTorch model's (``model(audio)``) to float rounding; audio shorter than one
+    window is padded with zeros to ``n_fft`` as :func:`sekd.enhance.enhance_array` does.
+    """
+
+    def __init__(self, model: bytes | str, threads: int | None = 1):
+        self.where = where = model if isinstance(model, str) else "the exported ONNX model"
+        self.session = onnx_session(model, threads, where)
+        self.format = fmt = read_stream_format(self.session, where)
+        self._streamer = OnnxStreamer(model, threads) if fmt.graph == "step" else None
+        self._window = np.asarray(fmt.window, np.float32)
+        self._start = {s.input: s.initial() for s in fmt.states}
+        self._outputs = [fmt.mask]
+
+    def __call__(self, audio) -> np.ndarray:
+        fmt = self.format
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.ndim != 2 or audio.shape[0] != fmt.channels:
+            raise SekdError(f"{self.where}: the model takes {fmt.channels} channel(s); got audio of shape "
+                            f"{audio.shape}")
+        if self._streamer is not None:
+            return stream_array(self._streamer, audio)
+        n = audio.shape[1]
+        if n < fmt.n_fft:
+            audio = np.pad(audio, ((0, 0), (0, fmt.n_fft - n)))
+        spec = stft(audio, fmt.n_fft, fmt.hop, self._window)                       # (M, T, F)
+        feats = sequence_features(spec, fmt.compress)
+        mask = self.session.run(self._outputs, {fmt.feats: feats, **self._start})[0]  # (1, 2, T, F)
+        enhanced = apply_polar_mask(mask[0], spec[fmt.ref_channel])
+        return istft(enhanced, fmt.n_fft, fmt.hop, self._window, audio.shape[1])[:n]

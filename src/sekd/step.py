@@ -3,7 +3,7 @@
 :class:`CausalStep` runs one STFT frame through a causal network with all of its memory
 passed in and out as a flat tuple of tensors. The network supplies the step
 (:meth:`sekd.models.EnhancementNetwork.streaming_step`: DPDCRN's in
-``models/dpdcrn_step.py``, GTCRN's in ``models/gtcrn.py``); the step owns no weights of
+``models/dpdcrn_step.py``, GTCRN's in ``models/gtcrn_step.py``); the step owns no weights of
 its own, so there is one model. :mod:`sekd.export` turns it into an ONNX graph and
 :mod:`sekd.streaming` runs it (or that graph) hop by hop; both import it from here.
 """
@@ -54,14 +54,16 @@ class CausalStep(nn.Module):
     def forward(self, feats: torch.Tensor, *state: torch.Tensor):
         return self.impl(feats, *state)
 
-    def onnx_graph(self, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str], opset: int):
+    def onnx_graph(self, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str], opset: int,
+                   frames: int | None = 1):
         """The step as an ONNX model written by the network's step itself, or None to trace this module.
 
-        A step with an ``onnx_graph`` method (GTCRN's: :func:`sekd.models.gtcrn_step.one_frame_graph`)
-        builds its one-frame graph from the weights, with far fewer operators than the trace.
+        A step with an ``onnx_graph`` method (GTCRN's: :func:`sekd.models.gtcrn_step.frames_graph`)
+        builds its graph from the weights, with far fewer operators than the trace, for one
+        frame or (``frames=None``) a time axis of any length: the offline model.
         """
         build = getattr(self.impl, "onnx_graph", None)
-        return None if build is None else build(feats, mask, state_inputs, state_outputs, opset)
+        return None if build is None else build(feats, mask, state_inputs, state_outputs, opset, frames)
 
     def frozen(self, channels: int, bins: int):
         """The step for eager streaming: a frozen TorchScript trace when the network's step allows it, else itself.

@@ -61,9 +61,10 @@ class GTCRNStep(StreamingStep):
         return (mask, *new_state)
 
     def onnx_graph(self, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
-                   opset: int) -> onnx.ModelProto:
-        """The step as an ONNX model written for one frame (:func:`one_frame_graph`)."""
-        return one_frame_graph(self.net, feats, mask, state_inputs, state_outputs, opset)
+                   opset: int, frames: int | None = 1) -> onnx.ModelProto:
+        """The step as an ONNX model written from the weights for ``frames`` frames (None: any number;
+        :func:`frames_graph`)."""
+        return frames_graph(self.net, feats, mask, state_inputs, state_outputs, opset, frames)
 
 
 # -- the one-frame ONNX graph ------------------------------------------------------------------------
@@ -80,8 +81,8 @@ class _Graph:
     def const(self, value, hint: str = "w") -> str:
         array = np.asarray(value.detach().numpy() if isinstance(value, torch.Tensor) else value)
         name = self.name(hint)
-        self.constants.append(numpy_helper.from_array(array.astype(np.int64 if array.dtype.kind == "i" else
-                                                                    np.float32), name))
+        dtype = {"i": np.int64, "b": np.bool_}.get(array.dtype.kind, np.float32)
+        self.constants.append(numpy_helper.from_array(array.astype(dtype), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, **attrs):
@@ -176,8 +177,8 @@ def _enc1(g: _Graph, net, x: str) -> str:
 
 
 def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_history: str,
-                    new_gru_state: str, bins: int) -> str:
-    """One :class:`TemporalConvBlock` on ``x [1, C, 1, F]``: 15 operators."""
+                    new_gru_state: str, bins: int, one_frame: bool) -> str:
+    """One :class:`TemporalConvBlock` on ``x [1, C, T, F]``: 15 operators for one frame, 16 for any T."""
     point_in, bn_in, prelu_in = block.point_in
     hidden, half = point_in.out_channels, point_in.in_channels // 3
     channels = 2 * half
@@ -189,7 +190,8 @@ def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_
     # Causal depthwise (3, 3) convolution dilated in time over [history, this frame].
     depth = block.depthwise.conv
     extended = g.op("Concat", [history, h], axis=2)
-    g.op("Slice", [extended, g.const([1]), g.const([block.depthwise.context + 1]), g.const([2])], [new_history])
+    context = block.depthwise.context
+    g.op("Slice", [extended, g.const([-context]), g.const([np.iinfo(np.int64).max]), g.const([2])], [new_history])
     w, b = _fold(depth.weight, depth.bias, block.depth_act[0])
     h = _conv_prelu(g, extended, w, b, block.depth_act[1], group=hidden, dilations=[depth.dilation[0], 1],
                     pads=[0, 1, 0, 1])
@@ -198,13 +200,19 @@ def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_
     y = _conv_prelu(g, h, w, b, None)                                # (1, H, 1, F)
     # Temporal attention: a GRU step over the channels' mean energy, a sigmoid weight per channel.
     tra = block.attention
-    energy = g.op("ReduceSumSquare", [y], axes=[2, 3], keepdims=0)   # (1, H); the 1/F is in the GRU's input weights
-    energy = g.op("Reshape", [energy, g.const([1, 1, half])])
+    # The GRU's input (T, 1, H); the 1/F of the mean is in the GRU's input weights.
+    if one_frame:
+        energy = g.op("Reshape", [g.op("ReduceSumSquare", [y], axes=[2, 3], keepdims=0), g.const([1, 1, half])])
+    else:
+        energy = g.op("Transpose", [g.op("ReduceSumSquare", [y], axes=[3], keepdims=0)], perm=[2, 0, 1])
     w_ih, w_hh, b_gru = _gru_onnx(*_gru_weights(tra.gru), input_scale=1.0 / bins)
     out, _ = g.op("GRU", [energy, g.const(w_ih[None]), g.const(w_hh[None]), g.const(b_gru[None]), "", gru_state],
                   [g.name("gru"), new_gru_state], hidden_size=tra.gru.hidden_size, linear_before_reset=1)
-    # ``out`` [1, 1, 1, 2H] read as an image of one row: the linear layer is a (1, 2H) convolution to [1, H, 1, 1].
+    # ``out`` [T, 1, 1, 2H] read as T images of one row: the linear layer is a (1, 2H) convolution to [T, H, 1, 1],
+    # which for one frame is already the [1, H, T, 1] the product needs.
     weight = g.op("Conv", [out, g.const(_float64(tra.fc.weight)[:, None, None, :]), g.const(tra.fc.bias)])
+    if not one_frame:
+        weight = g.op("Transpose", [weight], perm=[2, 1, 0, 3])
     y = g.op("Mul", [y, g.op("Sigmoid", [weight])])
     # Processed and passed halves interleaved: output channel 2i is y_i, 2i + 1 is x_{H + i}.
     both = g.op("Concat", [y, x], axis=1)                            # (1, H + C, 1, F)
@@ -212,32 +220,82 @@ def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_
     return g.op("Gather", [both, g.const(order)], axis=1)
 
 
-def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int) -> str:
-    """One :class:`DualPathGRU` on ``x [F, 1, C]`` (bins as the sequence): 12 operators, output ``[1, F, C]``."""
+def _unrolled_frequency_gru(g: _Graph, intra, along_bins: str, bins: int) -> str:
+    """The bidirectional grouped frequency GRU on ``[F, T, C]`` written out step by step: ``[T, F, C]``, PyTorch's order.
+
+    Over many frames onnxruntime's GRU operator costs about half a microsecond per batch row
+    and step: with the frames as its batch that is most of an offline file's time. The
+    frequency GRU has only F steps, so its products are written out: the input projection
+    for all steps and both directions at once, then per step two small products and the
+    gates (13 operators, each over all frames). Both directions and groups are one GRU of
+    block-diagonal weights on ``[x, x reversed]`` (:meth:`GroupedGRU.fused_weights`), so
+    the outputs come in PyTorch's channel order; the backward channels are read reversed.
+    """
+    with torch.no_grad():
+        w_ih, w_hh, b_ih, b_hh = (_float64(t) for t in intra.fused_weights())
+    hidden = w_hh.shape[1]
+    reversed_bins = g.op("Slice", [along_bins, g.const([-1]), g.const([np.iinfo(np.int64).min]), g.const([0]),
+                                   g.const([-1])])
+    both = g.op("Concat", [along_bins, reversed_bins], axis=2)                   # (F, T, 2C)
+    # r and z take both biases with the input projection; n's hidden bias stays inside the reset gate.
+    bias = b_ih + torch.cat([b_hh[:2 * hidden], torch.zeros(hidden, dtype=torch.float64)])
+    projected = g.op("Add", [g.op("MatMul", [both, g.const(w_ih.T)]), g.const(bias)])  # (F, T, 3H)
+    gates_rz, gates_n = g.op("Split", [projected, g.const([2 * hidden, hidden])], 2, axis=2)
+    steps_rz = g.op("Split", [gates_rz, g.const([1] * bins)], [g.name("rz_in") for _ in range(bins)], axis=0) \
+        if bins > 1 else [gates_rz]
+    steps_n = g.op("Split", [gates_n, g.const([1] * bins)], [g.name("n_in") for _ in range(bins)], axis=0) \
+        if bins > 1 else [gates_n]
+    w_rz, w_n, b_n = g.const(w_hh[:2 * hidden].T), g.const(w_hh[2 * hidden:].T), g.const(b_hh[2 * hidden:])
+    h = g.const(np.zeros((1, 1, hidden)))
+    outputs = []
+    for rz_in, n_in in zip(steps_rz, steps_n):
+        rz = g.op("Sigmoid", [g.op("Add", [rz_in, g.op("MatMul", [h, w_rz])])])
+        r, z = g.op("Split", [rz, g.const([hidden, hidden])], 2, axis=2)
+        n = g.op("Tanh", [g.op("Add", [n_in, g.op("Mul", [r, g.op("Add", [g.op("MatMul", [h, w_n]), b_n])])])])
+        h = g.op("Add", [n, g.op("Mul", [z, g.op("Sub", [h, n])])])             # (1, T, H): (1 - z)·n + z·h
+        outputs.append(h)
+    forward = g.op("Concat", outputs, axis=0)                                   # (F, T, H)
+    backward = g.op("Concat", outputs[::-1], axis=0)
+    out = g.op("Where", [g.const(intra.backward.numpy().astype(bool)), backward, forward])
+    return g.op("Transpose", [out], perm=[1, 0, 2])
+
+
+def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int, one_frame: bool) -> str:
+    """One :class:`DualPathGRU` on ``x [T, F, C]``: output ``[T, F, C]``.
+
+    For one frame (the streaming step, 13 operators) the frequency GRU is one bidirectional
+    GRU operator; over many frames it is written out (:func:`_unrolled_frequency_gru`).
+    """
     intra, inter = layer.intra, layer.inter
     channels, half = intra.size, intra.hidden
-    # Frequency GRU: one bidirectional operator, each direction both groups' GRUs block-diagonally.
-    directions = [_gru_onnx(*_block_diagonal_gru([_gru_weights(gru, suffix) for gru in intra.grus]))
-                  for suffix in ("", "_reverse")]
-    w_ih, w_hh, b = (torch.stack(parts) for parts in zip(*directions))
-    out = g.op("GRU", [x, g.const(w_ih), g.const(w_hh), g.const(b)], 2, hidden_size=half,
-               direction="bidirectional", linear_before_reset=1)[0]              # (F, 2, 1, C/2)
-    r = g.op("Reshape", [out, g.const([bins, 1, channels])])                   # channel d·C/2 + g·C/4 + j
-    # PyTorch's order of the same hidden channels: group, then direction (GroupedGRU's blocks).
-    quarter = half // intra.groups
-    torch_order = [gr * half + d * quarter + j for d in range(2) for gr in range(intra.groups) for j in range(quarter)]
-    weight = _float64(layer.intra_fc.weight).T[torch_order]
+    weight = _float64(layer.intra_fc.weight).T
+    if one_frame:
+        # Frequency GRU, bins as the sequence: one bidirectional operator, each direction both groups'
+        # GRUs block-diagonally.
+        directions = [_gru_onnx(*_block_diagonal_gru([_gru_weights(gru, suffix) for gru in intra.grus]))
+                      for suffix in ("", "_reverse")]
+        w_ih, w_hh, b = (torch.stack(parts) for parts in zip(*directions))
+        along_bins = g.op("Reshape", [x, g.const([bins, 1, channels])])
+        out = g.op("GRU", [along_bins, g.const(w_ih), g.const(w_hh), g.const(b)], 2, hidden_size=half,
+                   direction="bidirectional", linear_before_reset=1)[0]          # (F, 2, 1, C/2)
+        r = g.op("Reshape", [out, g.const([1, bins, channels])])                 # channel d·C/2 + g·C/4 + j
+        # PyTorch's order of the same hidden channels: group, then direction (GroupedGRU's blocks).
+        quarter = half // intra.groups
+        weight = weight[[gr * half + d * quarter + j for d in range(2) for gr in range(intra.groups)
+                         for j in range(quarter)]]
+    else:
+        r = _unrolled_frequency_gru(g, intra, g.op("Transpose", [x], perm=[1, 0, 2]), bins)
     r = g.op("Add", [g.op("MatMul", [r, g.const(weight)]), g.const(layer.intra_fc.bias)])
     norm = layer.intra_norm
-    r = g.op("LayerNormalization", [r, g.const(_float64(norm.weight)[:, None]), g.const(_float64(norm.bias)[:, None])],
-             axis=0, epsilon=norm.eps)
-    x = g.op("Reshape", [g.op("Add", [x, r]), g.const([1, bins, channels])])   # bins as the batch
-    # Time GRU: one step per bin, both groups block-diagonally (the state's layout is GroupedGRU's).
+    r = g.op("LayerNormalization", [r, g.const(norm.weight), g.const(norm.bias)], axis=1, epsilon=norm.eps)
+    x = g.op("Add", [x, r])                                                      # (T, F, C)
+    # Time GRU: frames as the sequence, bins as the batch, both groups block-diagonally (GroupedGRU's state).
     w_ih, w_hh, b = _gru_onnx(*_block_diagonal_gru([_gru_weights(gru) for gru in inter.grus]))
-    g.op("GRU", [x, g.const(w_ih[None]), g.const(w_hh[None]), g.const(b[None]), "", state],
-         [g.name("gru"), new_state], hidden_size=inter.hidden, linear_before_reset=1)
-    s = g.op("Add", [g.op("MatMul", [new_state, g.const(_float64(layer.inter_fc.weight).T)]),
-                     g.const(layer.inter_fc.bias)])
+    out, _ = g.op("GRU", [x, g.const(w_ih[None]), g.const(w_hh[None]), g.const(b[None]), "", state],
+                  [g.name("gru"), new_state], hidden_size=inter.hidden, linear_before_reset=1)
+    # For one frame the last state is the output; else the outputs [T, 1, F, C] without their direction axis.
+    s = new_state if one_frame else g.op("Reshape", [out, g.const([-1, bins, channels])])
+    s = g.op("Add", [g.op("MatMul", [s, g.const(_float64(layer.inter_fc.weight).T)]), g.const(layer.inter_fc.bias)])
     norm = layer.inter_norm
     s = g.op("LayerNormalization", [s, g.const(norm.weight), g.const(norm.bias)], axis=1, epsilon=norm.eps)
     return g.op("Add", [x, s])
@@ -263,6 +321,19 @@ def _transposed(g: _Graph, x: str, conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d 
 def one_frame_graph(net, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
                     opset: int) -> onnx.ModelProto:
     """GTCRN's one-frame step as an ONNX model (see the module docstring), state shapes as :class:`GTCRNStep`'s."""
+    return frames_graph(net, feats, mask, state_inputs, state_outputs, opset, frames=1)
+
+
+def frames_graph(net, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
+                 opset: int, frames: int | None = None) -> onnx.ModelProto:
+    """GTCRN on ``frames`` frames (None: any number, a dynamic time axis ``frames``) from a state to the next.
+
+    ``feats [1, 2M, T, bins]`` -> ``mask [1, 2, T, bins]``, the state passed in and out as by
+    :class:`GTCRNStep`: with the zero start state and all of a file's frames this is the
+    offline model (``sekd export --offline``: :func:`sekd.export.export_step` with ``offline=True``), with ``frames=1`` the streaming step.
+    The one-frame graph leaves out the few transposes a time axis needs.
+    """
+    one_frame = frames == 1
     g = _Graph()
     m, c, f2 = net.in_channels, net.args["channels"], net.f2
     states = list(zip(state_inputs, state_outputs))
@@ -278,19 +349,17 @@ def one_frame_graph(net, feats: str, mask: str, state_inputs: list[str], state_o
     skips = []
     for block in net.enc_blocks:
         (history, new_history), (gru, new_gru) = states.pop(0), states.pop(0)
-        x = _temporal_block(g, block, x, history, gru, new_history, new_gru, f2)
+        x = _temporal_block(g, block, x, history, gru, new_history, new_gru, f2, one_frame)
         skips.append(x)
-    # The dual-path GRUs take bins as the sequence (frequency GRU) or as the batch (time GRU): [F, 1, C] / [1, F, C].
-    x = g.op("Reshape", [g.op("Transpose", [x], perm=[3, 2, 0, 1]), g.const([f2, 1, c])])
-    for i, layer in enumerate(net.middle):
-        if i:
-            x = g.op("Reshape", [x, g.const([f2, 1, c])])
+    # The dual-path GRUs work on [T, F, C]: frames as the time GRU's sequence, bins as its batch.
+    x = g.op("Reshape", [g.op("Transpose", [x], perm=[0, 2, 3, 1]), g.const([-1, f2, c])])
+    for layer in net.middle:
         state, new_state = states.pop(0)
-        x = _dual_path(g, layer, x, state, new_state, f2)
-    x = g.op("Reshape", [g.op("Transpose", [x], perm=[0, 2, 1]), g.const([1, c, 1, f2])])
+        x = _dual_path(g, layer, x, state, new_state, f2, one_frame)
+    x = g.op("Reshape", [g.op("Transpose", [x], perm=[2, 0, 1]), g.const([1, c, -1, f2])])
     for block, skip in zip(net.dec_blocks, reversed(skips)):
         (history, new_history), (gru, new_gru) = states.pop(0), states.pop(0)
-        x = _temporal_block(g, block, g.op("Add", [x, skip]), history, gru, new_history, new_gru, f2)
+        x = _temporal_block(g, block, g.op("Add", [x, skip]), history, gru, new_history, new_gru, f2, one_frame)
     conv, bn, prelu = net.dec4
     x = _transposed(g, g.op("Add", [x, enc2]), conv, bn, prelu)
     x = _transposed(g, g.op("Add", [x, enc1]), net.dec5, None, None)         # (1, 2, 1, F0)
@@ -298,10 +367,11 @@ def one_frame_graph(net, feats: str, mask: str, state_inputs: list[str], state_o
 
     shapes = [tuple(s.shape) for s in net.initial_state(1, net.bins)]
     value = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))  # noqa: E731
+    time = "frames" if frames is None else frames
     graph = helper.make_graph(
-        g.nodes, "gtcrn_step",
-        [value(feats, (1, 2 * m, 1, net.bins)), *(value(n, s) for n, s in zip(state_inputs, shapes))],
-        [value(mask, (1, 2, 1, net.bins)), *(value(n, s) for n, s in zip(state_outputs, shapes))],
+        g.nodes, "gtcrn_step" if one_frame else "gtcrn_frames",
+        [value(feats, (1, 2 * m, time, net.bins)), *(value(n, s) for n, s in zip(state_inputs, shapes))],
+        [value(mask, (1, 2, time, net.bins)), *(value(n, s) for n, s in zip(state_outputs, shapes))],
         g.constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 8)  # what onnxruntime releases of the last years read
