@@ -17,6 +17,11 @@ warm-up. The last two columns divide every row's RTFs (= time per audio second) 
 NSNet2's in the same run; NSNet2 is always measured (added when ``--systems`` leaves it
 out).
 
+GTCRN presets get a second row, "(onnx offline)": the same model exported for a whole file
+(``sekd export --offline``) and run by :class:`sekd.runtime.OnnxEnhancer`, the STFT, iSTFT
+and signal path in numpy around one onnxruntime call (one thread), as NSNet2 is run. The
+target line reads the faster of gtcrn's two rows, both deployable (it names the one).
+
 MACs: ours are counted by ptflops on the network (:mod:`sekd.profile`); the peers' are
 their weight matrices used once per 10 ms frame, read from their own model files
 (``peer.cost()``; feature extraction not counted, see :mod:`sekd.peers`).
@@ -32,12 +37,15 @@ import numpy as np
 import torch
 
 from sekd.audio import SAMPLE_RATE
+from sekd.export import export_step
 from sekd.models import build_enhancer
 from sekd.peers import PEERS, build_peer
 from sekd.profile import macs_per_second
+from sekd.runtime import OnnxEnhancer
 
 OURS = ("teacher", "student-l", "student-m", "gtcrn", "gtcrn-l")
 GTCRN_TARGET = 0.5  # gtcrn's offline RTF at most half NSNet2's (issue 27)
+OFFLINE_ONNX = " (onnx offline)"  # the row suffix of a GTCRN preset run through its offline ONNX export
 
 
 def noisy_file(seconds: float) -> np.ndarray:
@@ -86,7 +94,11 @@ def main() -> None:
         model = build_enhancer(preset).eval()
         with torch.inference_mode():
             rtf = median_rtf(lambda: model(noisy), seconds, runs)
-        rows.append((preset, sum(p.numel() for p in model.parameters()), macs_per_second(model), *rtf))
+        params, macs = sum(p.numel() for p in model.parameters()), macs_per_second(model)
+        rows.append((preset, params, macs, *rtf))
+        if preset.startswith("gtcrn"):
+            enhancer = OnnxEnhancer(export_step(model, offline=True))
+            rows.append((preset + OFFLINE_ONNX, params, macs, *median_rtf(lambda: enhancer(audio), seconds, runs)))
     for name in (s for s in systems if s in PEERS):
         peer = build_peer(name)  # onnxruntime sessions are built with one thread
         cost = peer.cost()
@@ -102,11 +114,12 @@ def main() -> None:
     for name, params, macs, rtf, cpu in rows:
         print(f"| {name} | {params:,} | {params / t_params:.3f} | {macs / 1e9:.3f} G | {macs / t_macs:.3f} "
               f"| {rtf:.4f} | {rtf / t_rtf:.3f} | {cpu:.4f} | {rtf / n_rtf:.2f}× | {cpu / n_cpu:.2f}× |")
-    gtcrn = next((r for r in rows if r[0] == "gtcrn"), None)
-    if gtcrn is not None:
-        ratio = gtcrn[3] / n_rtf
-        print(f"\nTarget (gtcrn offline RTF <= {GTCRN_TARGET:.2f}× NSNet2's): {ratio:.2f}× -> "
-              f"{'met' if ratio <= GTCRN_TARGET else 'NOT met'}.")
+    gtcrn = [r for r in rows if r[0] in ("gtcrn", "gtcrn" + OFFLINE_ONNX)]
+    if gtcrn:
+        best = min(gtcrn, key=lambda r: r[3])
+        ratio = best[3] / n_rtf
+        print(f"\nTarget (gtcrn offline RTF <= {GTCRN_TARGET:.2f}× NSNet2's; best deployable row, {best[0]}): "
+              f"{ratio:.2f}× (CPU {best[4] / n_cpu:.2f}×) -> {'met' if ratio <= GTCRN_TARGET else 'NOT met'}.")
 
 
 if __name__ == "__main__":

@@ -69,10 +69,15 @@ class GTCRNStep(StreamingStep):
 
 # -- the one-frame ONNX graph ------------------------------------------------------------------------
 class _Graph:
-    """Nodes and constant tensors of an ONNX graph under construction, with unique names."""
+    """Nodes and constant tensors of an ONNX graph under construction, with unique names.
 
-    def __init__(self):
+    ``one_frame``: the graph runs one frame per call (tensors of a few hundred values, where
+    the number of operators is the cost), else many (where each operator's own speed is).
+    """
+
+    def __init__(self, one_frame: bool):
         self.nodes, self.constants, self._count = [], [], 0
+        self.one_frame = one_frame
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -156,7 +161,21 @@ def _conv_prelu(g: _Graph, x: str, weight, bias, prelu: nn.PReLU | None, **attrs
     y = g.op("Conv", [x, g.const(weight), g.const(bias)], **attrs)
     if prelu is None:
         return y
-    return g.op("PRelu", [y, g.const(_float64(prelu.weight).reshape(-1, 1, 1))])
+    return _prelu(g, y, prelu)
+
+
+def _prelu(g: _Graph, x: str, prelu: nn.PReLU) -> str:
+    """PReLU with a slope per channel of ``x [1, C, T, F]``.
+
+    Over many frames as relu(x) + a·(x - relu(x)), four operators that onnxruntime runs
+    about three times as fast as its PRelu with a per-channel slope (same values: one of the
+    two terms is exactly zero).
+    """
+    slope = g.const(_float64(prelu.weight).reshape(-1, 1, 1))
+    if g.one_frame:
+        return g.op("PRelu", [x, slope])
+    positive = g.op("Relu", [x])
+    return g.op("Add", [positive, g.op("Mul", [g.op("Sub", [x, positive]), slope])])
 
 
 def _enc1(g: _Graph, net, x: str) -> str:
@@ -220,44 +239,51 @@ def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_
     return g.op("Gather", [both, g.const(order)], axis=1)
 
 
-def _unrolled_frequency_gru(g: _Graph, intra, along_bins: str, bins: int) -> str:
-    """The bidirectional grouped frequency GRU on ``[F, T, C]`` written out step by step: ``[T, F, C]``, PyTorch's order.
+def _unrolled_frequency_gru(g: _Graph, layer, x: str, bins: int) -> str:
+    """The bidirectional grouped frequency GRU on ``x [T, F, C]`` written out bin by bin, then ``intra_fc``: ``[T, F, C]``.
 
     Over many frames onnxruntime's GRU operator costs about half a microsecond per batch row
-    and step: with the frames as its batch that is most of an offline file's time. The
+    and step: with the frames as its batch that was most of an offline file's time. The
     frequency GRU has only F steps, so its products are written out: the input projection
-    for all steps and both directions at once, then per step two small products and the
-    gates (13 operators, each over all frames). Both directions and groups are one GRU of
-    block-diagonal weights on ``[x, x reversed]`` (:meth:`GroupedGRU.fused_weights`), so
-    the outputs come in PyTorch's channel order; the backward channels are read reversed.
+    of all steps and both directions at once, then per step ten operators over all frames
+    (two Gemm for the hidden products, the gates). Both directions and groups are one GRU of
+    block-diagonal weights on ``[x, x reversed]`` (:meth:`GroupedGRU.fused_weights`); the
+    forward channels of step f are bin f's, the backward ones bin F-1-f's, so the linear
+    layer after it reads the steps in order and reversed with its rows split between them.
     """
+    intra, fc = layer.intra, layer.intra_fc
     with torch.no_grad():
         w_ih, w_hh, b_ih, b_hh = (_float64(t) for t in intra.fused_weights())
-    hidden = w_hh.shape[1]
-    reversed_bins = g.op("Slice", [along_bins, g.const([-1]), g.const([np.iinfo(np.int64).min]), g.const([0]),
+    hidden, channels = w_hh.shape[1], intra.size
+    reversed_bins = g.op("Slice", [x, g.const([-1]), g.const([np.iinfo(np.int64).min]), g.const([1]),
                                    g.const([-1])])
-    both = g.op("Concat", [along_bins, reversed_bins], axis=2)                   # (F, T, 2C)
+    both = g.op("Concat", [x, reversed_bins], axis=2)                             # (T, F, 2C)
     # r and z take both biases with the input projection; n's hidden bias stays inside the reset gate.
     bias = b_ih + torch.cat([b_hh[:2 * hidden], torch.zeros(hidden, dtype=torch.float64)])
-    projected = g.op("Add", [g.op("MatMul", [both, g.const(w_ih.T)]), g.const(bias)])  # (F, T, 3H)
-    gates_rz, gates_n = g.op("Split", [projected, g.const([2 * hidden, hidden])], 2, axis=2)
-    steps_rz = g.op("Split", [gates_rz, g.const([1] * bins)], [g.name("rz_in") for _ in range(bins)], axis=0) \
-        if bins > 1 else [gates_rz]
-    steps_n = g.op("Split", [gates_n, g.const([1] * bins)], [g.name("n_in") for _ in range(bins)], axis=0) \
-        if bins > 1 else [gates_n]
+    projected = g.op("Add", [g.op("MatMul", [both, g.const(w_ih.T)]), g.const(bias)])  # (T, F, 3H)
+    flat = g.op("Reshape", [projected, g.const([0, bins * 3 * hidden])])
+    inputs = g.op("Split", [flat, g.const([2 * hidden, hidden] * bins)], 2 * bins, axis=1)  # (T, 2H), (T, H) per bin
     w_rz, w_n, b_n = g.const(w_hh[:2 * hidden].T), g.const(w_hh[2 * hidden:].T), g.const(b_hh[2 * hidden:])
-    h = g.const(np.zeros((1, 1, hidden)))
-    outputs = []
-    for rz_in, n_in in zip(steps_rz, steps_n):
-        rz = g.op("Sigmoid", [g.op("Add", [rz_in, g.op("MatMul", [h, w_rz])])])
-        r, z = g.op("Split", [rz, g.const([hidden, hidden])], 2, axis=2)
-        n = g.op("Tanh", [g.op("Add", [n_in, g.op("Mul", [r, g.op("Add", [g.op("MatMul", [h, w_n]), b_n])])])])
-        h = g.op("Add", [n, g.op("Mul", [z, g.op("Sub", [h, n])])])             # (1, T, H): (1 - z)·n + z·h
+    split_rz = g.const([hidden, hidden])
+    outputs, h = [], None
+    for rz_in, n_in in zip(inputs[0::2], inputs[1::2]):
+        if h is None:  # from the zero state: no hidden products
+            r, z = g.op("Split", [g.op("Sigmoid", [rz_in]), split_rz], 2, axis=1)
+            n = g.op("Tanh", [g.op("Add", [n_in, g.op("Mul", [r, b_n])])])
+            h = g.op("Sub", [n, g.op("Mul", [z, n])])
+        else:
+            r, z = g.op("Split", [g.op("Sigmoid", [g.op("Gemm", [h, w_rz, rz_in])]), split_rz], 2, axis=1)
+            n = g.op("Tanh", [g.op("Add", [n_in, g.op("Mul", [r, g.op("Gemm", [h, w_n, b_n])])])])
+            h = g.op("Add", [n, g.op("Mul", [z, g.op("Sub", [h, n])])])          # (1 - z)·n + z·h
         outputs.append(h)
-    forward = g.op("Concat", outputs, axis=0)                                   # (F, T, H)
-    backward = g.op("Concat", outputs[::-1], axis=0)
-    out = g.op("Where", [g.const(intra.backward.numpy().astype(bool)), backward, forward])
-    return g.op("Transpose", [out], perm=[1, 0, 2])
+    shape = g.const([0, bins, hidden])
+    in_order = g.op("Reshape", [g.op("Concat", outputs, axis=1), shape])          # (T, F, H): step f at bin f
+    reversed_order = g.op("Reshape", [g.op("Concat", outputs[::-1], axis=1), shape])
+    backward = intra.backward.numpy()
+    weight = _float64(fc.weight).T                                                # (H, C)
+    forward_rows, backward_rows = weight * torch.from_numpy(~backward)[:, None], weight * torch.from_numpy(backward)[:, None]
+    y = g.op("Add", [g.op("MatMul", [in_order, g.const(forward_rows)]), g.op("MatMul", [reversed_order, g.const(backward_rows)])])
+    return g.op("Add", [y, g.const(fc.bias)])
 
 
 def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int, one_frame: bool) -> str:
@@ -268,8 +294,8 @@ def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int, 
     """
     intra, inter = layer.intra, layer.inter
     channels, half = intra.size, intra.hidden
-    weight = _float64(layer.intra_fc.weight).T
     if one_frame:
+        weight = _float64(layer.intra_fc.weight).T
         # Frequency GRU, bins as the sequence: one bidirectional operator, each direction both groups'
         # GRUs block-diagonally.
         directions = [_gru_onnx(*_block_diagonal_gru([_gru_weights(gru, suffix) for gru in intra.grus]))
@@ -283,9 +309,9 @@ def _dual_path(g: _Graph, layer, x: str, state: str, new_state: str, bins: int, 
         quarter = half // intra.groups
         weight = weight[[gr * half + d * quarter + j for d in range(2) for gr in range(intra.groups)
                          for j in range(quarter)]]
+        r = g.op("Add", [g.op("MatMul", [r, g.const(weight)]), g.const(layer.intra_fc.bias)])
     else:
-        r = _unrolled_frequency_gru(g, intra, g.op("Transpose", [x], perm=[1, 0, 2]), bins)
-    r = g.op("Add", [g.op("MatMul", [r, g.const(weight)]), g.const(layer.intra_fc.bias)])
+        r = _unrolled_frequency_gru(g, layer, x, bins)
     norm = layer.intra_norm
     r = g.op("LayerNormalization", [r, g.const(norm.weight), g.const(norm.bias)], axis=1, epsilon=norm.eps)
     x = g.op("Add", [x, r])                                                      # (T, F, C)
@@ -315,7 +341,7 @@ def _transposed(g: _Graph, x: str, conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d 
         bias = bias * scale + shift
     y = g.op("ConvTranspose", [x, g.const(weight), g.const(bias)], group=conv.groups, strides=list(conv.stride),
              pads=[conv.padding[0], conv.padding[1]] * 2)
-    return y if prelu is None else g.op("PRelu", [y, g.const(_float64(prelu.weight).reshape(-1, 1, 1))])
+    return y if prelu is None else _prelu(g, y, prelu)
 
 
 def one_frame_graph(net, feats: str, mask: str, state_inputs: list[str], state_outputs: list[str],
@@ -334,12 +360,17 @@ def frames_graph(net, feats: str, mask: str, state_inputs: list[str], state_outp
     The one-frame graph leaves out the few transposes a time axis needs.
     """
     one_frame = frames == 1
-    g = _Graph()
+    g = _Graph(one_frame)
     m, c, f2 = net.in_channels, net.args["channels"], net.f2
     states = list(zip(state_inputs, state_outputs))
-    # Magnitude of each microphone (re² + im² as a 1×1 convolution, the 1e-12 as its bias), then the band merge.
-    pairs = torch.cat([torch.eye(m, dtype=torch.float64)] * 2, dim=1)[..., None, None]
-    power = g.op("Conv", [g.op("Mul", [feats, feats]), g.const(pairs), g.const(np.full(m, 1e-12))])
+    # Magnitude of each microphone, then the band merge. For one frame re² + im² is a 1×1 convolution (the
+    # 1e-12 as its bias); over many frames a sum of squares over [re, im] runs several times faster.
+    if one_frame:
+        pairs = torch.cat([torch.eye(m, dtype=torch.float64)] * 2, dim=1)[..., None, None]
+        power = g.op("Conv", [g.op("Mul", [feats, feats]), g.const(pairs), g.const(np.full(m, 1e-12))])
+    else:
+        parts = g.op("Reshape", [feats, g.const([1, 2, m, -1, net.bins])])
+        power = g.op("Add", [g.op("ReduceSumSquare", [parts], axes=[1], keepdims=0), g.const([1e-12])])
     x = g.op("Concat", [g.op("Sqrt", [power]), feats], axis=1)                 # (1, 3M, 1, bins)
     x = g.op("MatMul", [x, g.const(_band_matrix(net.band_merge))])           # (1, 3M, 1, F0)
     enc1 = _enc1(g, net, x)                                                    # (1, C, 1, F1)
