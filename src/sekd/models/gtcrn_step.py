@@ -157,6 +157,18 @@ def _band_matrix(band_map) -> np.ndarray:
     return full
 
 
+def _band_map(g: _Graph, x: str, band_map, output: str | None = None) -> str:
+    """A ``FixedBandMap`` on the last axis: one MatMul for one frame (:func:`_band_matrix`); over many frames
+    the kept low bins are sliced and only the rest multiplied, a third of the products."""
+    if g.one_frame:
+        return g.op("MatMul", [x, g.const(_band_matrix(band_map))], [output] if output else 1)
+    low = band_map.low_bins
+    kept = g.op("Slice", [x, g.const([0]), g.const([low]), g.const([3])])
+    rest = g.op("Slice", [x, g.const([low]), g.const([np.iinfo(np.int64).max]), g.const([3])])
+    mapped = g.op("MatMul", [rest, g.const(_float64(band_map.matrix).T)])
+    return g.op("Concat", [kept, mapped], [output] if output else 1, axis=3)
+
+
 def _conv_prelu(g: _Graph, x: str, weight, bias, prelu: nn.PReLU | None, **attrs) -> str:
     y = g.op("Conv", [x, g.const(weight), g.const(bias)], **attrs)
     if prelu is None:
@@ -257,11 +269,11 @@ def _unrolled_frequency_gru(g: _Graph, layer, x: str, bins: int) -> str:
     hidden, channels = w_hh.shape[1], intra.size
     reversed_bins = g.op("Slice", [x, g.const([-1]), g.const([np.iinfo(np.int64).min]), g.const([1]),
                                    g.const([-1])])
-    both = g.op("Concat", [x, reversed_bins], axis=2)                             # (T, F, 2C)
+    both = g.op("Reshape", [g.op("Concat", [x, reversed_bins], axis=2), g.const([-1, 2 * channels])])  # (T·F, 2C)
     # r and z take both biases with the input projection; n's hidden bias stays inside the reset gate.
     bias = b_ih + torch.cat([b_hh[:2 * hidden], torch.zeros(hidden, dtype=torch.float64)])
-    projected = g.op("Add", [g.op("MatMul", [both, g.const(w_ih.T)]), g.const(bias)])  # (T, F, 3H)
-    flat = g.op("Reshape", [projected, g.const([0, bins * 3 * hidden])])
+    projected = g.op("Gemm", [both, g.const(w_ih.T), g.const(bias)])            # (T·F, 3H)
+    flat = g.op("Reshape", [projected, g.const([-1, bins * 3 * hidden])])
     inputs = g.op("Split", [flat, g.const([2 * hidden, hidden] * bins)], 2 * bins, axis=1)  # (T, 2H), (T, H) per bin
     w_rz, w_n, b_n = g.const(w_hh[:2 * hidden].T), g.const(w_hh[2 * hidden:].T), g.const(b_hh[2 * hidden:])
     split_rz = g.const([hidden, hidden])
@@ -372,7 +384,7 @@ def frames_graph(net, feats: str, mask: str, state_inputs: list[str], state_outp
         parts = g.op("Reshape", [feats, g.const([1, 2, m, -1, net.bins])])
         power = g.op("Add", [g.op("ReduceSumSquare", [parts], axes=[1], keepdims=0), g.const([1e-12])])
     x = g.op("Concat", [g.op("Sqrt", [power]), feats], axis=1)                 # (1, 3M, 1, bins)
-    x = g.op("MatMul", [x, g.const(_band_matrix(net.band_merge))])           # (1, 3M, 1, F0)
+    x = _band_map(g, x, net.band_merge)                                       # (1, 3M, T, F0)
     enc1 = _enc1(g, net, x)                                                    # (1, C, 1, F1)
     conv, bn, prelu = net.enc2
     w, b = _fold(conv.weight, conv.bias, bn)
@@ -394,7 +406,7 @@ def frames_graph(net, feats: str, mask: str, state_inputs: list[str], state_outp
     conv, bn, prelu = net.dec4
     x = _transposed(g, g.op("Add", [x, enc2]), conv, bn, prelu)
     x = _transposed(g, g.op("Add", [x, enc1]), net.dec5, None, None)         # (1, 2, 1, F0)
-    g.op("MatMul", [x, g.const(_band_matrix(net.band_split))], [mask])
+    _band_map(g, x, net.band_split, mask)
 
     shapes = [tuple(s.shape) for s in net.initial_state(1, net.bins)]
     value = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))  # noqa: E731
