@@ -6,14 +6,17 @@ and it may: as root or with password-less sudo).
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from sekd.data import debian
+from sekd.cli import main
+from sekd.data import debian, sources
 from sekd.data.build import MANIFEST_COLUMNS, SMALL_SIZE, build_corpus
+from sekd.data.datasets import list_pairs
 from sekd.errors import SekdError
 
 
@@ -53,15 +56,50 @@ def test_layout(corpus):
 
 def test_held_out_speakers(corpus):
     _, rows = read_manifest(corpus / "manifest.csv")
-    speakers = {split: {r["speaker"] for r in rows if r["split"] == split} for split in ("train", "valid", "test")}
-    assert not speakers["train"] & (speakers["valid"] | speakers["test"])
-    assert not speakers["valid"] & speakers["test"]
+    splits = ("train", "valid", "test", "ood")
+    speakers = {split: {r["speaker"] for r in rows if r["split"] == split} for split in splits}
+    for i, a in enumerate(splits):
+        for b in splits[i + 1:]:
+            assert not speakers[a] & speakers[b], (a, b)
     info = json.loads((corpus / "corpus.json").read_text())
     for split in ("valid", "test"):
         held_out = info["splits"][split]["speakers"]
-        assert len(held_out) >= 4
+        assert info["splits"][split]["real_speakers"] >= 4 and info["splits"][split]["synthetic_speakers"] >= 2
         assert any(s.startswith("asterisk-") for s in held_out) and any(s.startswith("fillets-") for s in held_out)
         assert not set(held_out) & set(info["splits"]["train"]["speakers"])
+    assert info["splits"]["train"]["real_speakers"] >= 40
+    ood = info["splits"]["ood"]
+    assert ood["synthetic_speakers"] == 0 and ood["real_speakers"] >= 3
+    assert {r["source"] for r in rows if r["split"] == "ood"} <= {"studio", "acted"}
+
+
+def test_ood_uses_packages_of_no_other_split_and_reserved_sources_are_never_read():
+    ood_files = {str(p) for package in sources.OOD_PACKAGES for p in debian.package_files(package)}
+    reserved = {str(p) for p in debian.package_files(sources.DIALOGUE_PACKAGE) if p.suffix != ".lua"}
+    utterances = sources.recorded_utterances()
+    assert {sources.speaker_split(u.speaker) for u in utterances} == {"train", "valid", "test", "ood"}
+    for utt in utterances:
+        assert (utt.path in ood_files) == (sources.speaker_split(utt.speaker) == "ood"), utt
+        assert utt.path not in reserved and "alsa" not in utt.path and "openttd" not in utt.path, utt
+    assert not set(sources.OOD_PACKAGES) & set(sources.PACKAGES)
+
+
+def test_corpus_facts_are_recorded_and_checked(corpus, capsys):
+    info = json.loads((corpus / "corpus.json").read_text())
+    train = info["splits"]["train"]
+    assert train["speech_hours"]["real"] > 0 and train["speech_hours"]["synthetic"] > 0
+    assert sum(1 for s in train["speaker_table"].values() if s["source"] != "synthetic") == train["real_speakers"]
+    assert train["noise_hours"] and set(train["noise_hours"]) == set(train["noise_files"])
+    pools = json.loads((corpus / "pools" / "pools.json").read_text())
+    speech = train["speech_hours"]["real"] + train["speech_hours"]["synthetic"]
+    assert pools["clean_distinct_speech_hours"] == pytest.approx(speech, abs=2e-4)  # every utterance once
+    assert set(pools["clean_speakers"]) == set(train["speakers"])
+    assert len(list_pairs(corpus, "ood")) == SMALL_SIZE.mixtures["ood"]
+    assert main(["data", "check", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^train +40 .* {train['real_speakers']} \({train['real_speakers_with_30s']}\) "
+                     rf"\+ {train['synthetic_speakers']}$", out, re.M)
+    assert "recorded noise families: " in out and "ood: 8 mixtures" in out and "alsa-utils" in out
 
 
 def test_snr_and_level(corpus):
@@ -90,6 +128,12 @@ def test_same_seed_same_corpus_for_any_worker_count(corpus, tmp_path):
     for row in rows:
         for kind in ("noisy", "clean"):
             assert (tmp_path / row[kind]).read_bytes() == (corpus / row[kind]).read_bytes(), row[kind]
+    assert (tmp_path / "pools" / "pools.json").read_bytes() == (corpus / "pools" / "pools.json").read_bytes()
+    for path in sorted((corpus / "pools").glob("[cn]*/*.wav")):  # clean and noise: bit-identical
+        assert (tmp_path / path.relative_to(corpus)).read_bytes() == path.read_bytes(), path
+    for path in sorted((corpus / "pools" / "rir").glob("*.wav")):  # pyroomacoustics' sums: float32 rounding apart
+        other = sf.read(str(tmp_path / path.relative_to(corpus)))[0]
+        assert np.allclose(other, sf.read(str(path))[0], atol=1e-6), path
 
 
 def test_other_seed_rebuilds_with_other_data(corpus, tmp_path):
@@ -103,8 +147,11 @@ def test_other_seed_rebuilds_with_other_data(corpus, tmp_path):
     assert [(r["speaker"], r["snr_db"]) for r in new] != [(r["speaker"], r["snr_db"]) for r in old]
     first = new[0]["noisy"]
     assert (out / first).read_bytes() != (corpus / first).read_bytes()
-    assert sorted(p.relative_to(out) for p in out.rglob("*.wav")) == sorted(
-        p.relative_to(corpus) for p in corpus.rglob("*.wav"))  # nothing stale left behind
+    def mixtures(root):
+        return sorted(p.relative_to(root) for p in root.rglob("*.wav") if p.relative_to(root).parts[0] != "pools")
+    assert mixtures(out) == mixtures(corpus)  # nothing stale left behind
+    pools = json.loads((out / "pools" / "pools.json").read_text())  # the clean files follow the seed's utterances
+    assert {pool: len(list((out / "pools" / pool).glob("*.wav"))) for pool in pools["files"]} == pools["files"]
 
 
 def test_refuses_a_folder_it_did_not_write(tmp_path):

@@ -40,7 +40,11 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_data_check(args) -> int:
+    from .data.checks import built_corpus_facts
     from .data.layouts import check_data
+    facts = built_corpus_facts(args.dir)  # a built-in corpus's speakers, hours, noise families, ood split
+    if facts:
+        print("\n".join(facts) + "\n")
     return 1 if check_data(args.dir) else 0
 
 

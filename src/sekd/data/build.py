@@ -3,41 +3,48 @@
 Everything is derived at build time from packages of a registry (speech: sources.py,
 noise: noise.py), so the corpus needs no download and is not redistributable (see
 ``OUT/ATTRIBUTION.md``). Speakers of valid and test never occur in train, and the recorded
-noise files of train are not used in valid or test.
+noise files of train are not used in valid or test. The ``ood`` split holds real speech
+and recorded noise from packages that no other split uses (``sources.OOD_PACKAGES``,
+``noise.OOD_PACKAGES``).
 
 One mixture, with random numbers drawn from (seed, split, index) only, so the output is
 bit-identical for any number of workers:
 
-- speech: 3-6 s (2-3 s with ``small``) of one speaker of the split: utterances with short
-  pauses after a lead-in of up to 0.5 s. The speaker is a recorded (studio or acted) one
-  in 70% of the mixtures and a synthetic one in 30%.
+- speech: 3-6 s (2-3 s with ``small``) of one speaker of the split: utterances (or single
+  words) with short pauses after a lead-in of up to 0.5 s. The synthetic speakers share
+  ``SYNTHETIC_SHARE`` of the mixtures; each real speaker's share grows with the square root
+  of its hours of speech, so small speakers are heard and large ones do not dominate.
 - room (40% of the mixtures): the speech convolved with one of a pool of RIRs simulated
   per split (pyroomacoustics shoebox, Sabine RT60 0.2-0.8 s, source 0.5-3 m from the
   microphone). The noisy input holds the full reverberant speech; the clean target is the
   speech convolved with the direct path and the first 50 ms of the RIR, aligned with the
   direct path and at the dry speech's level. The task is denoising plus suppression of
   the late reverberation. The manifest's ``room`` gives the RT60 measured on the RIR.
-- noise: one type of ``noise.NOISE_TYPES`` at an SNR uniform in [-5, 20] dB, where the SNR
-  is the power of the speech as it is in the noisy input (reverberant or not) over the
-  noise power, both over the whole clip.
+- noise: one type drawn by ``noise.choose_noise`` (a recorded family of the split or a
+  generated type) at an SNR uniform in [-5, 20] dB, where the SNR is the power of the
+  speech as it is in the noisy input (reverberant or not) over the noise power, both over
+  the whole clip.
 - level: noisy and clean get the same gain, to a noisy RMS uniform in [-35, -15] dBFS,
   lowered for both when a peak of either would exceed 0.99.
 
-Output: ``OUT/<split>/{noisy,clean}/<id>.wav`` (16 kHz mono PCM-16), ``OUT/manifest.csv``,
-``OUT/corpus.json`` (seed, settings, sizes) and ``OUT/ATTRIBUTION.md``. The manifest is
-written last and atomically, so a folder with a manifest holds a complete corpus. Building
-again into a folder that holds a complete corpus of the same seed and settings does
-nothing; otherwise what an earlier build left there is removed and the corpus rebuilt.
+Output: ``OUT/<split>/{noisy,clean}/<id>.wav`` (16 kHz mono PCM-16) for train, valid, test
+and ood, ``OUT/manifest.csv``, ``OUT/corpus.json`` (seed, settings, sizes, and the facts
+``sekd data check`` prints: speech hours and speakers per split, noise families) and
+``OUT/ATTRIBUTION.md``. The manifest is written last and atomically, so a folder with a
+manifest holds a complete corpus. Building again into a folder that holds a complete corpus
+of the same seed and settings does nothing; otherwise what an earlier build left there is
+removed and the corpus rebuilt.
 
 Pools for on-the-fly mixing (``data.mixing: online``, mixing.py), from the train split only
-(:func:`write_pools`): ``OUT/pools/clean/`` (400 files of 10 s, 1.1 h: dry speech of the
-train speakers, drawn like a mixture's speech), ``OUT/pools/noise/`` (200 files of 10 s of
-every noise type, as many of each as its share of the mixtures; babble of the train
-speakers) and ``OUT/pools/rir/`` (64 impulse responses: the train split's 32 rooms, then 32
-more drawn alike, as 32-bit float WAV), all at -25 dBFS RMS but the responses, and
-``OUT/pools/pools.json`` (settings, counts, hours, each clean file's speaker, each room)
-written last. A complete corpus without (complete) pools gets them on the next build, its
-mixtures untouched. The pools add about 190 MB and 40 s on two cores to a full build.
+(:func:`write_pools`): ``OUT/pools/clean/`` (every train utterance once: each voice's
+utterances in a random order, with short pauses, in files of about 10 s, all of one
+speaker; a voice with less than 5 s repeats its utterances up to that), ``OUT/pools/noise/``
+(files of 10 s of every noise type, as many of each as its share of the mixtures; babble of
+the train speakers) and ``OUT/pools/rir/`` (64 impulse responses: the train split's 32
+rooms, then 32 more drawn alike, as 32-bit float WAV), all at -25 dBFS RMS but the
+responses, and ``OUT/pools/pools.json`` (settings, counts, hours, each clean file's speaker,
+each room) written last. A complete corpus without (complete) pools gets them on the next
+build, its mixtures untouched.
 """
 
 from __future__ import annotations
@@ -63,22 +70,27 @@ from ..errors import SekdError
 from ..progress import progress_bar
 from .debian import attribution_markdown, ensure_packages, package_version
 from .mixing import EARLY_S, PEAK, level_gain, reverberate, scale_to_snr
-from .noise import NOISE_TYPES, fill, load_noise, make_noise, noise_files, rms
+from .noise import FAMILIES, choose_noise, fill, load_noise, make_noise, noise_files, noise_type_shares, rms
+from .noise import OOD_PACKAGES as NOISE_OOD_PACKAGES
 from .noise import PACKAGES as NOISE_PACKAGES
+from .sources import OOD_PACKAGES as SPEECH_OOD_PACKAGES
+from .sources import OOD_SPLIT, RESERVED, SPLITS, load_utterance, select_utterances
 from .sources import PACKAGES as SPEECH_PACKAGES
-from .sources import SPLITS, load_utterance, select_utterances
 
-PACKAGES = (*SPEECH_PACKAGES, *NOISE_PACKAGES)
+PACKAGES = tuple(dict.fromkeys((*SPEECH_PACKAGES, *NOISE_PACKAGES)))  # train, valid, test
+OOD_PACKAGES = tuple(dict.fromkeys((*SPEECH_OOD_PACKAGES, *NOISE_OOD_PACKAGES)))  # the ood split alone
+ALL_PACKAGES = tuple(dict.fromkeys((*PACKAGES, *OOD_PACKAGES)))
+BUILT_SPLITS = (*SPLITS, OOD_SPLIT)
 MANIFEST_COLUMNS = ("split", "id", "noisy", "clean", "speaker", "source", "language", "noise_type",
                     "snr_db", "room", "duration_s")
-OWN_NAMES = {*SPLITS, "manifest.csv", "corpus.json", "ATTRIBUTION.md", "pools"}
-RECIPE_VERSION = 1  # raise when the recipe changes, so that older corpora are rebuilt
-POOLS_RECIPE_VERSION = 1  # the same for the pools alone
+OWN_NAMES = {*BUILT_SPLITS, "manifest.csv", "corpus.json", "ATTRIBUTION.md", "pools"}
+RECIPE_VERSION = 2  # raise when the recipe changes, so that older corpora are rebuilt
+POOLS_RECIPE_VERSION = 2  # the same for the pools alone
 
 SNR_DB = (-5.0, 20.0)
 LEVEL_DBFS = (-35.0, -15.0)
 REVERB_SHARE = 0.4
-SYNTHETIC_SHARE = 0.3
+SYNTHETIC_SHARE = 0.15  # of the mixtures of a split with synthetic speakers (train, valid, test)
 RT60_S = (0.2, 0.8)
 ROOM_DIMS_M = ((3.0, 3.0, 2.5), (10.0, 8.0, 4.0))  # low and high corners of length, width, height
 SOURCE_DISTANCE_M = (0.5, 3.0)
@@ -92,30 +104,29 @@ POOL_LEVEL_DBFS = -25.0  # RMS of every clean and noise pool file (online mixing
 class CorpusSize:
     mixtures: dict[str, int]
     duration_s: tuple[float, float]
-    utterances_per_voice: int  # recorded, per (speaker, language)
-    sentences_per_voice: int   # synthetic, per (speaker, language)
+    utterances_per_voice: int | None  # recorded, per (speaker, language); None: all of them
+    sentences_per_voice: int          # synthetic, per (speaker, language)
     rooms: dict[str, int]
 
 
-DEFAULT_SIZE = CorpusSize(mixtures={"train": 900, "valid": 150, "test": 150}, duration_s=(3.0, 6.0),
-                          utterances_per_voice=250, sentences_per_voice=30,
-                          rooms={"train": 32, "valid": 8, "test": 8})
-SMALL_SIZE = CorpusSize(mixtures={"train": 40, "valid": 8, "test": 8}, duration_s=(2.0, 3.0),
+DEFAULT_SIZE = CorpusSize(mixtures={"train": 2400, "valid": 150, "test": 150, "ood": 150}, duration_s=(3.0, 6.0),
+                          utterances_per_voice=None, sentences_per_voice=30,
+                          rooms={"train": 32, "valid": 8, "test": 8, "ood": 8})
+SMALL_SIZE = CorpusSize(mixtures={"train": 40, "valid": 8, "test": 8, "ood": 8}, duration_s=(2.0, 3.0),
                         utterances_per_voice=5, sentences_per_voice=2,
-                        rooms={"train": 3, "valid": 2, "test": 2})
+                        rooms={"train": 3, "valid": 2, "test": 2, "ood": 2})
 
 
 @dataclass(frozen=True)
 class PoolSize:
-    clean_files: int
     noise_files: int
-    file_s: float  # the length of every clean and noise file
+    file_s: float  # the length of every noise file, and about that of the clean files
     rirs: int      # the train split's rooms first, then more drawn alike
 
 
-# About the train mixtures' hours of speech and half as much noise; 32 rooms more than the corpus's train rooms.
-DEFAULT_POOLS = PoolSize(clean_files=400, noise_files=200, file_s=10.0, rirs=64)
-SMALL_POOLS = PoolSize(clean_files=8, noise_files=9, file_s=4.0, rirs=3)
+# Clean: every train utterance once; noise: about a fifth of its hours; 32 rooms more than the corpus's train rooms.
+DEFAULT_POOLS = PoolSize(noise_files=400, file_s=10.0, rirs=64)
+SMALL_POOLS = PoolSize(noise_files=9, file_s=4.0, rirs=3)
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -179,8 +190,12 @@ class SplitState:
     voices: list[Voice]
     weights: np.ndarray  # probability of each voice
     rooms: list[Room]
-    noise: dict[str, list[np.ndarray]]
+    noise: dict[str, list[np.ndarray]]  # the split's loaded files of each recorded family that has any
     pool_size: PoolSize = DEFAULT_POOLS
+
+    @property
+    def families(self) -> list[str]:
+        return list(self.noise)
 
     def talkers(self, speaker: str) -> list[list[np.ndarray]]:
         """The clips of every other speaker of the split, one list per speaker (for babble)."""
@@ -213,7 +228,7 @@ def _mix(index: int) -> dict[str, str]:
     speech = fill(voice.clips, n, rng, gap_s=PAUSE_S, lead_s=LEAD_S)
     room = s.rooms[rng.integers(len(s.rooms))] if rng.random() < REVERB_SHARE else None
     reverberant, clean = _reverberate(speech, room) if room else (speech, speech)
-    noise_type = str(rng.choice(list(NOISE_TYPES), p=list(NOISE_TYPES.values())))
+    noise_type = choose_noise(rng, s.families)
     noise = make_noise(noise_type, n, rng, s.noise, s.talkers(voice.speaker))
     snr_db = rng.uniform(*SNR_DB)
     noisy = reverberant + scale_to_snr(reverberant, noise, snr_db)
@@ -231,15 +246,37 @@ def _pool_gain(audio: np.ndarray) -> np.ndarray:
     return audio * level_gain(audio, audio, POOL_LEVEL_DBFS)
 
 
-def _pool_clean(index: int) -> tuple[str, float]:
-    """Write clean pool file ``index``: one train speaker's utterances with pauses, drawn as a mixture's speech;
-    returns (speaker, seconds)."""
+def _clean_pool_plan(state: SplitState) -> list[tuple[int, tuple[int, ...]]]:
+    """(voice, its clips) of each clean pool file: every clip of every voice once, each voice's in a random order,
+    over about (its seconds / ``file_s``) files of similar length."""
+    plan = []
+    for v, voice in enumerate(state.voices):
+        order = _rng(state.seed, "pool", "clean", voice.speaker, voice.language).permutation(len(voice.clips))
+        seconds = np.array([len(voice.clips[i]) for i in order]) / SAMPLE_RATE
+        files = max(1, round(seconds.sum() / state.pool_size.file_s))
+        before = np.cumsum(seconds) - seconds  # speech before each clip, in this order
+        file_of = np.minimum((before / (seconds.sum() / files)).astype(int), files - 1)
+        plan += [(v, tuple(int(i) for i in order[file_of == k])) for k in range(files) if (file_of == k).any()]
+    return plan
+
+
+def _pool_clean(task: tuple[int, int, tuple[int, ...]]) -> tuple[str, float, float]:
+    """Write clean pool file ``index``: the given clips of one voice with pauses, repeated up to half of ``file_s``
+    when shorter; returns (speaker, seconds, seconds of distinct speech)."""
+    index, v, clips = task
     s = _STATE
     rng = _rng(s.seed, "pool", "clean", index)
-    voice = s.voices[rng.choice(len(s.voices), p=s.weights)]
-    speech = fill(voice.clips, int(s.pool_size.file_s * SAMPLE_RATE), rng, gap_s=PAUSE_S)
+    voice = s.voices[v]
+    parts, length, k = [], 0, 0
+    while k < len(clips) or length < s.pool_size.file_s / 2 * SAMPLE_RATE:
+        clip = voice.clips[clips[k % len(clips)]]
+        pause = np.zeros(int(rng.uniform(*PAUSE_S) * SAMPLE_RATE)) if parts else np.zeros(0)
+        parts += [pause, clip]
+        length += len(pause) + len(clip)
+        k += 1
+    speech = np.concatenate(parts)
     write_audio(s.out / "pools" / "clean" / f"{index:05d}.wav", _pool_gain(speech))
-    return voice.speaker, len(speech) / SAMPLE_RATE
+    return voice.speaker, len(speech) / SAMPLE_RATE, sum(len(voice.clips[i]) for i in clips) / SAMPLE_RATE
 
 
 def _pool_noise(task: tuple[int, str]) -> float:
@@ -252,13 +289,14 @@ def _pool_noise(task: tuple[int, str]) -> float:
     return len(noise) / SAMPLE_RATE
 
 
-def _noise_kinds(count: int) -> list[str]:
-    """``count`` noise types in the shares of NOISE_TYPES (largest remainders), in the table's order."""
-    quotas = {kind: share * count for kind, share in NOISE_TYPES.items()}
+def _noise_kinds(count: int, families: Sequence[str]) -> list[str]:
+    """``count`` noise types in the shares of ``noise_type_shares(families)`` (largest remainders), in its order."""
+    shares = noise_type_shares(families)
+    quotas = {kind: share * count for kind, share in shares.items()}
     counts = {kind: int(q) for kind, q in quotas.items()}
     for kind in sorted(quotas, key=lambda k: counts[k] - quotas[k])[:count - sum(counts.values())]:
         counts[kind] += 1
-    return [kind for kind in NOISE_TYPES for _ in range(counts[kind])]
+    return [kind for kind in shares for _ in range(counts[kind])]
 
 
 def _pool_settings(seed: int, small: bool) -> dict:
@@ -285,17 +323,19 @@ def write_pools(state: SplitState, settings: dict, workers: int, progress: bool)
     if folder.exists():
         shutil.rmtree(folder)
     size = state.pool_size
-    clean = _map(_pool_clean, range(size.clean_files), workers, "pools: speech", progress, state)
-    noise_s = _map(_pool_noise, list(enumerate(_noise_kinds(size.noise_files))), workers, "pools: noise", progress,
-                   state)
+    plan = [(index, v, clips) for index, (v, clips) in enumerate(_clean_pool_plan(state))]
+    clean = _map(_pool_clean, plan, workers, "pools: speech", progress, state)
+    kinds = _noise_kinds(size.noise_files, state.families)
+    noise_s = _map(_pool_noise, list(enumerate(kinds)), workers, "pools: noise", progress, state)
     more = [(state.seed, state.name, k) for k in range(len(state.rooms), size.rirs)]
     rooms = state.rooms[:size.rirs] + _map(_simulate_room, more, workers, "pools: rooms", progress)
     for k, room in enumerate(rooms):
         write_audio(folder / "rir" / f"room-{k:03d}.wav", room.rir, subtype="FLOAT")
     info = {"settings": settings, "files": {"clean": len(clean), "noise": len(noise_s), "rir": len(rooms)},
-            "hours": {"clean": round(sum(s for _, s in clean) / 3600, 4), "noise": round(sum(noise_s) / 3600, 4)},
-            "clean_speakers": [speaker for speaker, _ in clean],  # of clean/00000.wav, 00001.wav, ...
-            "noise_types": dict(Counter(_noise_kinds(size.noise_files))),
+            "hours": {"clean": round(sum(s for _, s, _ in clean) / 3600, 4), "noise": round(sum(noise_s) / 3600, 4)},
+            "clean_distinct_speech_hours": round(sum(d for _, _, d in clean) / 3600, 4),  # each utterance once
+            "clean_speakers": [speaker for speaker, _, _ in clean],  # of clean/00000.wav, 00001.wav, ...
+            "noise_types": dict(Counter(kinds)),
             "rooms": [room.description for room in rooms]}
     atomic_write_text(folder / "pools.json", json.dumps(info, indent=2) + "\n")
 
@@ -315,13 +355,23 @@ def _map(fn: Callable, items: Sequence, workers: int, desc: str, progress: bool,
 
 
 def _voice_weights(voices: list[Voice]) -> np.ndarray:
-    """Recorded speakers share 70% and synthetic ones 30%, equally; a speaker's voices split its share."""
+    """The probability of each voice in a mixture.
+
+    Synthetic speakers share SYNTHETIC_SHARE equally (all of it goes to the real ones in a
+    split without synthetic speakers); each real speaker's share of the rest is proportional
+    to the square root of its seconds of speech; a speaker's voices split its share by seconds.
+    """
+    seconds = np.array([sum(len(c) for c in v.clips) / SAMPLE_RATE for v in voices])
+    by_speaker: dict[str, float] = {}
+    for voice, s in zip(voices, seconds, strict=True):
+        by_speaker[voice.speaker] = by_speaker.get(voice.speaker, 0.0) + s
     synthetic = {v.speaker for v in voices if v.source == "synthetic"}
-    recorded = {v.speaker for v in voices} - synthetic
-    per_speaker = ({s: SYNTHETIC_SHARE / len(synthetic) for s in synthetic}
-                   | {s: (1 - SYNTHETIC_SHARE) / len(recorded) for s in recorded})
-    voice_count = Counter(v.speaker for v in voices)
-    weights = np.array([per_speaker[v.speaker] / voice_count[v.speaker] for v in voices])
+    real = [speaker for speaker in by_speaker if speaker not in synthetic]
+    real_share = 1.0 - SYNTHETIC_SHARE if synthetic and real else 1.0
+    root = {speaker: np.sqrt(by_speaker[speaker]) for speaker in real}
+    per_speaker = ({s: (1.0 - real_share) / len(synthetic) for s in synthetic}
+                   | {s: real_share * root[s] / sum(root.values()) for s in real})
+    weights = np.array([per_speaker[v.speaker] * s / by_speaker[v.speaker] for v, s in zip(voices, seconds)])
     return weights / weights.sum()
 
 
@@ -337,12 +387,13 @@ def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: 
             voice.clips.append(clip)
     rooms = _map(_simulate_room, [(seed, split, k) for k in range(size.rooms[split])], workers,
                  f"{split}: rooms", progress)
-    noise = {kind: [a for a in map(load_noise, paths) if a is not None] for kind, paths in noise_files(split).items()}
+    loaded = {family: [a for a in map(load_noise, paths) if a is not None]
+              for family, paths in noise_files(split).items()}
+    noise = {family: files for family, files in loaded.items() if files}  # a family without files here is left out
     speakers = {v.speaker for v in voices.values()}
-    empty = [kind for kind, files in noise.items() if not files]
-    if len(speakers) < 2 or empty:
-        raise SekdError(f"split {split}: too little source audio ({len(speakers)} speakers, no noise files "
-                        f"of kind: {', '.join(empty) or '-'}); are the Debian packages complete?")
+    if len(speakers) < 2 or (split != OOD_SPLIT and not noise):
+        raise SekdError(f"split {split}: too little source audio ({len(speakers)} speakers, {len(noise)} recorded "
+                        "noise families); are the Debian packages complete?")
     voice_list = list(voices.values())
     return SplitState(split, seed, size, out, voice_list, _voice_weights(voice_list), rooms, noise, pool_size)
 
@@ -353,7 +404,7 @@ def _settings(seed: int, small: bool) -> dict:
         "recipe": RECIPE_VERSION, "seed": seed, "small": small, "sample_rate": SAMPLE_RATE,
         "size": asdict(SMALL_SIZE if small else DEFAULT_SIZE), "snr_db": SNR_DB, "level_dbfs": LEVEL_DBFS,
         "peak": PEAK, "reverb_share": REVERB_SHARE, "early_reflections_s": EARLY_S, "rt60_s": RT60_S,
-        "synthetic_share": SYNTHETIC_SHARE, "noise_types": NOISE_TYPES,
+        "synthetic_share": SYNTHETIC_SHARE, "noise_families": FAMILIES,
     }))
 
 
@@ -409,12 +460,46 @@ def _manifest_text(rows: list[dict[str, str]]) -> str:
     return buffer.getvalue()
 
 
+def _hours(samples: int) -> float:
+    return round(samples / SAMPLE_RATE / 3600, 4)
+
+
+def _split_facts(state: SplitState, rows: list[dict[str, str]]) -> dict:
+    """What corpus.json says of one split: mixtures, its speakers and their distinct speech, its noise."""
+    samples: dict[str, int] = {}
+    languages: dict[str, list[str]] = {}
+    source = {v.speaker: v.source for v in state.voices}
+    for voice in state.voices:
+        samples[voice.speaker] = samples.get(voice.speaker, 0) + sum(len(c) for c in voice.clips)
+        languages.setdefault(voice.speaker, []).append(voice.language)
+    real = [s for s in sorted(samples) if source[s] != "synthetic"]
+    synthetic = [s for s in sorted(samples) if source[s] == "synthetic"]
+    return {
+        "mixtures": len(rows),
+        "hours": round(sum(float(r["duration_s"]) for r in rows) / 3600, 4),
+        "speakers": sorted(samples),
+        "real_speakers": len(real),
+        "real_speakers_with_30s": sum(samples[s] >= 30 * SAMPLE_RATE for s in real),  # the others say a few words
+        "synthetic_speakers": len(synthetic),
+        "speech_hours": {"real": _hours(sum(samples[s] for s in real)),  # distinct speech, each utterance once
+                         "synthetic": _hours(sum(samples[s] for s in synthetic))},
+        "speaker_table": {s: {"source": source[s], "languages": sorted(set(languages[s])), "hours": _hours(samples[s])}
+                          for s in sorted(samples)},
+        "utterances": sum(len(v.clips) for v in state.voices),
+        "rooms": len(state.rooms),
+        "noise_files": {family: len(files) for family, files in state.noise.items()},
+        "noise_hours": {family: _hours(sum(len(a) for a in files)) for family, files in state.noise.items()},
+        "noise_types": dict(sorted(Counter(r["noise_type"] for r in rows).items())),
+    }
+
+
 def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False, workers: int | None = None,
                  progress: bool = True) -> Path:
     """Build the built-in corpus into ``out_dir`` and return the path of its manifest.
 
-    ``small`` makes a tiny corpus for tests (40/8/8 mixtures of 2-3 s); the default one has
-    about 1.1 h of train and 11 min each of valid and test mixtures (900/150/150 of 3-6 s).
+    ``small`` makes a tiny corpus for tests (40/8/8/8 mixtures of 2-3 s); the default one has
+    about 3 h of train and 11 min each of valid, test and ood mixtures (2400/150/150/150 of
+    3-6 s), from all the recorded speech of the packages.
     ``workers`` processes (default: all CPUs) do not change the output. Installs missing
     Debian packages first (see debian.py). See the module docstring for the recipe; the
     pools for online mixing are written too (:func:`write_pools`), and added to a complete
@@ -433,25 +518,19 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, small: bool = False,
         return manifest
     _clear(out)
     remove_stale_temps(out)  # a killed build's .corpus.json.* and the like
-    ensure_packages(PACKAGES)
+    ensure_packages(ALL_PACKAGES)
     rows: list[dict[str, str]] = []
     splits: dict[str, dict] = {}
-    for split in SPLITS:
+    for split in BUILT_SPLITS:
         state = _prepare_split(split, seed, size, out, workers, progress, pool_size)
         split_rows = _map(_mix, range(size.mixtures[split]), workers, f"{split}: mixtures", progress, state)
         if split == "train":
             write_pools(state, pool_settings, workers, progress)
         rows += split_rows
-        splits[split] = {
-            "mixtures": len(split_rows),
-            "hours": round(sum(float(r["duration_s"]) for r in split_rows) / 3600, 4),
-            "speakers": sorted({v.speaker for v in state.voices}),
-            "utterances": sum(len(v.clips) for v in state.voices),
-            "rooms": len(state.rooms),
-            "noise_files": {kind: len(files) for kind, files in state.noise.items()},
-        }
-    atomic_write_text(out / "ATTRIBUTION.md", attribution_markdown(PACKAGES))
-    info = {**settings, "splits": splits, "packages": {p: package_version(p) for p in PACKAGES}}
+        splits[split] = _split_facts(state, split_rows)
+    atomic_write_text(out / "ATTRIBUTION.md", attribution_markdown(ALL_PACKAGES))
+    info = {**settings, "splits": splits, "reserved_sources": list(RESERVED), "ood_packages": list(OOD_PACKAGES),
+            "packages": {p: package_version(p) for p in ALL_PACKAGES}}
     atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
     atomic_write_text(manifest, _manifest_text(rows))
     return manifest

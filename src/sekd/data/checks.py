@@ -18,6 +18,7 @@ model's microphones); :func:`require_good_pools` refuses them, or leaves them ou
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,3 +177,39 @@ def require_good_pools(pools: Pools, what: str, crop_samples: int, in_channels: 
     log.warning("warning: %s: left out %d of %d pool file(s) with problems (data.skip_bad), e.g.:\n%s", what, count,
                 total, "\n".join(f"  {line}" for line in lines[:5]))
     return pools.without(set(bad))
+
+
+def built_corpus_facts(data: str | Path) -> list[str]:
+    """Lines for ``sekd data check`` from a built-in corpus's ``corpus.json`` (written by ``sekd data build``): the
+    speech hours and speakers per split (real and synthetic apart), the noise families with their hours, the ``ood``
+    split and the sources kept out of every split. Empty for any other data."""
+    path = Path(data) / "corpus.json"
+    if not path.is_file():
+        return []
+    try:
+        info = json.loads(path.read_text())
+        splits = info["splits"]
+        lines = [f"built-in corpus: recipe {info['recipe']}, seed {info['seed']}{' (small)' if info['small'] else ''}",
+                 "split   mixtures  mix hours  speech hours (real + synthetic)  speakers: real (with >= 30 s) + synthetic"]
+        for name, split in splits.items():
+            speech = split["speech_hours"]
+            lines.append(f"{name:<7} {split['mixtures']:>8}  {split['hours']:>9.3f}  "
+                         f"{speech['real'] + speech['synthetic']:>12.3f} ({speech['real']:.3f} + {speech['synthetic']:.3f})"
+                         f"  {split['real_speakers']:>5} ({split['real_speakers_with_30s']}) + {split['synthetic_speakers']}")
+        families: dict[str, dict[str, float]] = {}
+        for name, split in splits.items():
+            for family, hours in split["noise_hours"].items():
+                families.setdefault(family, {})[name] = hours
+        lines.append(f"recorded noise families: {len(families)} (hours per split)")
+        lines += [f"  {family:<24} " + ", ".join(f"{name} {hours:.3f}" for name, hours in per_split.items())
+                  for family, per_split in sorted(families.items())]
+        if "ood" in splits:
+            ood = splits["ood"]
+            lines.append(f"ood: {ood['mixtures']} mixtures, {ood['hours']:.3f} h; {len(ood['speakers'])} speakers "
+                         f"({', '.join(ood['speakers'])}), {ood['speech_hours']['real']:.3f} h of distinct speech; "
+                         f"packages used in no other split: {', '.join(info.get('ood_packages', []))}")
+        if info.get("reserved_sources"):
+            lines.append(f"kept out of every split: {'; '.join(info['reserved_sources'])}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return [f"{path}: cannot read the corpus facts ({type(exc).__name__}: {exc})"]
+    return lines

@@ -1,18 +1,47 @@
 """Speech for the built-in corpus: the speakers, their split, and clean 16 kHz utterances.
 
-Three kinds of speaker, so that a model sees studio, acted and synthetic voices:
+Every recorded voice comes from a Debian package (``PACKAGES``, ``OOD_PACKAGES``); what
+counts as one speaker is decided per source, conservatively: folders that may be the same
+person are one speaker. Two kinds of real speaker, plus a labelled synthetic minority:
 
-- ``studio``: the Asterisk telephony prompts (raw G.722 at 16 kHz); one speaker per voice
-  folder (``en_US_f_Allison`` and ``es_MX_f_Allison`` are the same person, so one speaker).
+- ``studio`` (read speech):
+  - the Asterisk telephony prompts: the core sounds (raw G.722 at 16 kHz; one speaker per
+    voice folder, ``en_US_f_Allison`` and ``es_MX_f_Allison`` being one person) and the
+    prompt packages of Paola Dal Zot (``it-menardi``, 8 kHz WAV), Armelle Desjardins
+    (``fr-armelle``) and July E. Jiménez (``es-co``), both raw GSM 06.10 at 8 kHz;
+  - KDE's ktuberling (spoken words) and klettres (letters and syllables): one speaker per
+    program and language (``sr`` and its script variants are one folder of the same files,
+    ``nb``/``nn`` and ``en``/``en_GB`` one speaker each, so the program's speakers of one
+    language land in one split);
+  - Tux Paint's spoken stamp descriptions (``*_desc_<lang>.ogg``): one speaker per language
+    (the changelog names one reader for most; French has two, counted as one).
 - ``acted``: the Dutch and Czech voice-over of the game Fish Fillets. File names are
-  ``<level>-<character>-<line>.ogg``; the two heroes, ``m`` (the small fish) and ``v``
-  (the big fish), say most lines, and each language has its own actors, so each
-  (language, hero) is one speaker. The few lines of minor characters are not used.
-- ``synthetic``: espeak-ng voices speaking the game's dialogue text in ten languages. A
-  voice variant (``m3``, ``f2``, ``klatt``...) sets the timbre, so the variant is the speaker.
+  ``<level>-<character>-<line>.ogg``; the heroes ``m`` (small fish) and ``v`` (big fish) are
+  one speaker each per language. The minor characters are left out: their voices are close
+  to both heroes' (speaker embeddings), so the dub's two actors likely voice them too.
+- ``synthetic``: espeak-ng voices speaking the game's dialogue text (its lua files; the
+  English voice files are never read) in ten languages; the voice variant is the speaker.
 
-Speakers are assigned to splits by a fixed table, so valid and test hold unseen studio,
-acted and synthetic speakers whatever the seed.
+Speaker embeddings (a pretrained d-vector model, run once while choosing the sources;
+Allison's two languages score 0.83, unrelated voices about 0.57) found one pair of folders
+of different programs that is likely one person (``SAME_PERSON``, 0.96). Klettres' isolated
+letters score 0.84-0.89 between languages that need native readers (Arabic, Hebrew,
+Malayalam, Tswana): the clip style, not the voice, so they stay one speaker per language.
+
+Short clips (single words) are kept down to ``MIN_UTTERANCE_S``: a mixture strings a
+speaker's clips together with short pauses, so they become sequences of words.
+
+Splits: valid and test are fixed tables of held-out speakers (``HELD_OUT``: real speakers
+of both voice heights, studio and acted, plus three synthetic ones each); a held-out
+language of the KDE and Tux Paint recordings is held out with all its speakers, as they may
+be one person. Every other speaker of ``PACKAGES`` is in train. The ``ood`` split's speakers come from
+``OOD_PACKAGES`` alone, which no other split uses: Hedgewars' character voice packs (the
+English packs are one speaker, as one actor may voice several; one per other language)
+and the LibriVox excerpts of pocketsphinx's test data.
+
+Three sources are reserved for a check outside the corpus and are never read
+(``RESERVED``): Fish Fillets' English voice files, the ALSA test prompts (alsa-utils) and
+OpenTTD's sound effects (openttd-opensfx).
 """
 
 from __future__ import annotations
@@ -21,7 +50,9 @@ import functools
 import io
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import G722
 import numpy as np
@@ -32,15 +63,42 @@ from ..errors import SekdError
 from .debian import package_files
 
 ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
+ASTERISK_PROMPTS = {  # package -> (speaker, language)
+    "asterisk-prompt-it-menardi-wav": ("asterisk-menardi", "it"),
+    "asterisk-prompt-fr-armelle": ("asterisk-armelle", "fr"),
+    "asterisk-prompt-es-co": ("asterisk-july", "es"),
+}
 FILLETS_LANGUAGES = ("nl", "cs")
 FILLETS_HEROES = {"m": "small", "v": "big"}
 DIALOGUE_PACKAGE = "fillets-ng-data"
-PACKAGES = (
+KDE_PACKAGES = {"ktuberling": "ktuberling-data", "klettres": "klettres-data"}
+# Language folder -> the speaker's language: variants of one language are one speaker.
+KDE_SAME_SPEAKER = {"sr@ijekavian": "sr", "sr@ijekavianlatin": "sr", "sr@latin": "sr", "nn": "nb", "en_GB": "en"}
+KDE_SKIPPED = ("sr@ijekavian", "sr@ijekavianlatin", "sr@latin")  # copies of ``sr``'s files
+TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
+# Speaker labels that are likely one person -> the one speaker they become.
+SAME_PERSON = {"ktuberling-ru": "tuxpaint-be"}  # embeddings 0.955: Tux Paint's Belarusian reader, KDE's Russian words
+HEDGEWARS_PACKAGE = "hedgewars-data"
+# Hedgewars voice pack -> language; packs of one language are one speaker. Robot (processed) is left out.
+HEDGEWARS_PACKS = {
+    "British": "en", "Classic": "en", "Default": "en", "HillBilly": "en", "Mobster": "en", "Pirate": "en",
+    "Singer": "en", "Surfer": "en", "Default_es": "es", "Default_pl": "pl", "Russian_pl": "pl",
+    "Default_ru": "ru", "Russian": "ru", "Default_uk": "uk",
+}
+HEDGEWARS_NOT_SPEECH = re.compile(r"^(ooff|ow|jump|laugh|poison|firepunch|hmm)\d*$", re.IGNORECASE)  # grunts
+POCKETSPHINX_PACKAGE = "pocketsphinx-testdata"
+
+PACKAGES = (  # train, valid and test
     *(f"asterisk-core-sounds-{lang}-g722" for lang in ASTERISK_LANGUAGES),
+    *ASTERISK_PROMPTS,
     *(f"fillets-ng-data-{lang}" for lang in FILLETS_LANGUAGES),
+    *KDE_PACKAGES.values(),
+    TUXPAINT_PACKAGE,
     DIALOGUE_PACKAGE,
     "espeak-ng",
 )
+OOD_PACKAGES = (HEDGEWARS_PACKAGE, POCKETSPHINX_PACKAGE)
+RESERVED = ("fillets-ng-data: the English voice files", "alsa-utils", "openttd-opensfx")
 
 # espeak-ng variant -> the languages that synthetic speaker talks in.
 SYNTHETIC_SPEAKERS: dict[str, tuple[str, ...]] = {
@@ -50,19 +108,21 @@ SYNTHETIC_SPEAKERS: dict[str, tuple[str, ...]] = {
     "m4": ("en", "de"), "f4": ("es", "it"), "klatt2": ("fr", "ru"),
     "m5": ("en", "fr"), "f5": ("de", "pl"), "klatt3": ("es", "nl"),
 }
-# Held-out speakers per split: one studio and one acted speaker (one higher, one lower voice)
-# and three synthetic ones. Everyone else is in train.
+# Held-out speakers per split; every other speaker of PACKAGES is in train.
 HELD_OUT = {
-    "valid": ("asterisk-june", "fillets-cs-big", "espeak-m4", "espeak-f4", "espeak-klatt2"),
-    "test": ("asterisk-carlo", "fillets-nl-small", "espeak-m5", "espeak-f5", "espeak-klatt3"),
+    "valid": ("asterisk-june", "fillets-cs-big", "tuxpaint-el", "ktuberling-el", "ktuberling-sl",  # el, sl: 0.82
+              "espeak-m4", "espeak-f4", "espeak-klatt2"),
+    "test": ("asterisk-carlo", "fillets-nl-small", "tuxpaint-lt", "ktuberling-lt", "klettres-lt", "ktuberling-gl",
+             "espeak-m5", "espeak-f5", "espeak-klatt3"),
 }
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test")  # the in-domain splits
+OOD_SPLIT = "ood"
 
-MIN_UTTERANCE_S = 1.0   # shorter clips (after trimming) are skipped
+MIN_UTTERANCE_S = 0.3   # shorter clips (after trimming) are skipped: about one short word
 LEVEL_DBFS = -25.0      # RMS of the active frames after normalisation
 SILENCE_DB = 40.0       # frames this far below the loudest frame count as silence
 ESPEAK_SPEED_WPM = (140, 190)
-G722_BYTES_PER_S = 8000  # 64 kbit/s
+GSM_BYTES_PER_FRAME, GSM_SAMPLES_PER_FRAME, GSM_RATE = 33, 160, 8000
 
 
 @dataclass(frozen=True)
@@ -79,32 +139,96 @@ class Utterance:
 
 
 def speaker_split(speaker: str) -> str:
+    """The split of ``speaker``: ood for the speakers of OOD_PACKAGES, else valid, test or train."""
+    if speaker.startswith(("hedgewars-", "pocketsphinx-")):
+        return OOD_SPLIT
     for split, speakers in HELD_OUT.items():
         if speaker in speakers:
             return split
     return "train"
 
 
-def _asterisk_utterances() -> list[Utterance]:
+def _audio(package: str, suffixes: tuple[str, ...] = (".ogg", ".wav")) -> list[Path]:
+    return [p for p in package_files(package) if p.suffix.lower() in suffixes]
+
+
+def _asterisk_core() -> list[Utterance]:
     folder = re.compile(r"^([a-z]{2})_[A-Z]{2}_[fm]_(\w+)$")  # e.g. fr_CA_f_June
     found = []
     for lang in ASTERISK_LANGUAGES:
-        for path in package_files(f"asterisk-core-sounds-{lang}-g722"):
+        for path in _audio(f"asterisk-core-sounds-{lang}-g722", (".g722",)):
             voice = next((m for m in map(folder.match, path.parts) if m), None)
-            # Prompts shorter than this on disk (digits, letters) are too short once trimmed.
-            if path.suffix == ".g722" and voice and path.stat().st_size >= 1.5 * MIN_UTTERANCE_S * G722_BYTES_PER_S:
+            if voice and "silence" not in path.parts:
                 found.append(Utterance(f"asterisk-{voice.group(2).lower()}", "studio", voice.group(1), str(path)))
     return found
 
 
-def _fillets_utterances() -> list[Utterance]:
+def _asterisk_prompts() -> list[Utterance]:
+    return [Utterance(speaker, "studio", lang, str(path))
+            for package, (speaker, lang) in ASTERISK_PROMPTS.items()
+            for path in _audio(package, (".wav", ".gsm")) if "silence" not in path.parts]
+
+
+def _fillets() -> list[Utterance]:
     found = []
     for lang in FILLETS_LANGUAGES:
-        for path in package_files(f"fillets-ng-data-{lang}"):
+        for path in _audio(f"fillets-ng-data-{lang}"):
             parts = path.stem.split("-")
-            if path.suffix == ".ogg" and path.parent.name == lang and len(parts) >= 3 and parts[1] in FILLETS_HEROES:
+            if path.parent.name == lang and len(parts) >= 3 and parts[1] in FILLETS_HEROES:
                 found.append(Utterance(f"fillets-{lang}-{FILLETS_HEROES[parts[1]]}", "acted", lang, str(path)))
     return found
+
+
+def _kde() -> list[Utterance]:
+    """ktuberling: ``sounds/<lang>/<word>.{ogg,wav,opus}``; klettres: ``klettres/<lang>/{alpha,syllab}/<x>.ogg``."""
+    found = []
+    for program, package in KDE_PACKAGES.items():
+        for path in _audio(package, (".ogg", ".wav", ".opus")):
+            if program == "klettres" and path.parent.name not in ("alpha", "syllab"):
+                continue
+            folder = path.parent.name if program == "ktuberling" else path.parent.parent.name
+            if folder in KDE_SKIPPED:
+                continue
+            lang = KDE_SAME_SPEAKER.get(folder, folder)
+            speaker = f"{program}-{lang}"
+            found.append(Utterance(SAME_PERSON.get(speaker, speaker), "studio", lang.split("_")[0], str(path)))
+    return found
+
+
+def _tuxpaint() -> list[Utterance]:
+    found = []
+    for path in _audio(TUXPAINT_PACKAGE, (".ogg",)):
+        match = re.search(r"_desc(?:_([a-z]{2}))?(?:_[A-Z]{2})?$", path.stem)
+        if match:
+            lang = match.group(1) or "en"
+            found.append(Utterance(f"tuxpaint-{lang}", "studio", lang, str(path)))
+    return found
+
+
+def _hedgewars() -> list[Utterance]:
+    found = []
+    for path in _audio(HEDGEWARS_PACKAGE, (".ogg",)):
+        pack = path.parent.name
+        if path.parent.parent.name == "voices" and pack in HEDGEWARS_PACKS and not HEDGEWARS_NOT_SPEECH.match(path.stem):
+            lang = HEDGEWARS_PACKS[pack]
+            found.append(Utterance(f"hedgewars-{lang}", "acted", lang, str(path)))
+    return found
+
+
+def _pocketsphinx() -> list[Utterance]:
+    """The LibriVox excerpts (one reader of *Sense and Sensibility*)."""
+    return [Utterance("pocketsphinx-librivox", "studio", "en", str(path))
+            for path in _audio(POCKETSPHINX_PACKAGE, (".wav",)) if path.parent.name == "librivox"]
+
+
+RECORDED: tuple[Callable[[], list[Utterance]], ...] = (_asterisk_core, _asterisk_prompts, _fillets, _kde, _tuxpaint,
+                                                       _hedgewars, _pocketsphinx)
+
+
+@functools.cache
+def recorded_utterances() -> tuple[Utterance, ...]:
+    """Every recorded utterance of every split, in a fixed order."""
+    return tuple(sorted((utt for lister in RECORDED for utt in lister()), key=lambda u: (u.speaker, u.path)))
 
 
 @functools.cache
@@ -134,19 +258,23 @@ def sentences(language: str) -> list[str]:
     return sorted({text for text in _dialogue().get(language, []) if 20 <= len(text) <= 160})
 
 
-def select_utterances(split: str, rng: np.random.Generator, per_recorded_voice: int,
+def select_utterances(split: str, rng: np.random.Generator, per_recorded_voice: int | None,
                       per_synthetic_voice: int) -> list[Utterance]:
-    """The utterances of ``split``'s speakers: a random subset per voice (speaker, language).
+    """The utterances of ``split``'s speakers: per voice (speaker, language), a random subset
+    (``None``: all of its recordings). The ood split has no synthetic speakers.
 
     Synthetic sentences get a random speaking rate each.
     """
     voices: dict[tuple[str, str], list[Utterance]] = {}
-    for utt in _asterisk_utterances() + _fillets_utterances():
+    for utt in recorded_utterances():
         if speaker_split(utt.speaker) == split:
             voices.setdefault((utt.speaker, utt.language), []).append(utt)
     chosen: list[Utterance] = []
     for key in sorted(voices):
-        pool = sorted(voices[key], key=lambda u: u.path)
+        pool = voices[key]
+        if per_recorded_voice is None:
+            chosen += pool
+            continue
         picks = rng.choice(len(pool), size=min(per_recorded_voice, len(pool)), replace=False)
         chosen += [pool[i] for i in sorted(picks)]
     for variant, languages in SYNTHETIC_SPEAKERS.items():
@@ -176,6 +304,14 @@ def _decode_g722(path: str) -> np.ndarray:
     return np.asarray(pcm, dtype=np.float32) / 32768.0
 
 
+def _decode_gsm(path: str) -> np.ndarray:
+    """Raw GSM 06.10 frames (Asterisk's ``.gsm``) at 8 kHz, resampled to 16 kHz."""
+    frames = Path(path).stat().st_size // GSM_BYTES_PER_FRAME * GSM_SAMPLES_PER_FRAME
+    with sf.SoundFile(path, format="RAW", subtype="GSM610", samplerate=GSM_RATE, channels=1) as fh:
+        audio = fh.read(frames, dtype="float32")
+    return resample(audio[None], GSM_RATE, SAMPLE_RATE)[0]
+
+
 def _trim_and_normalise(audio: np.ndarray) -> np.ndarray | None:
     """Cut the silence at both ends (10 ms frames), set the active level; None when too short."""
     hop = SAMPLE_RATE // 100
@@ -196,11 +332,13 @@ def _trim_and_normalise(audio: np.ndarray) -> np.ndarray | None:
 
 
 def load_utterance(utt: Utterance) -> np.ndarray | None:
-    """The utterance as trimmed, level-normalised mono float32 at 16 kHz; None when too short."""
+    """The utterance as trimmed, level-normalised mono float32 at 16 kHz; None when too short or unreadable."""
     if utt.text:
         audio = _synthesise(utt)
     elif utt.path.endswith(".g722"):
         audio = _decode_g722(utt.path)
+    elif utt.path.endswith(".gsm"):
+        audio = _decode_gsm(utt.path)
     else:
         try:
             audio = read_audio(utt.path)[0].mean(axis=0)
