@@ -13,7 +13,8 @@ by design) have random weights (their cost does not depend on them) and are time
 offline, the whole file in one pass, STFT to waveform (``model(audio)``). The peers are
 timed through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
 resampling its 48 kHz model needs. Each RTF is the median of the timed runs after one
-warm-up. The last two columns divide every row's RTFs (= time per audio second) by
+warm-up; the runs go round the systems in turn (every round times each system once), so a
+load that comes and goes on a shared machine falls on all rows alike. The last two columns divide every row's RTFs (= time per audio second) by
 NSNet2's in the same run; NSNet2 is always measured (added when ``--systems`` leaves it
 out).
 
@@ -59,16 +60,19 @@ def noisy_file(seconds: float) -> np.ndarray:
     return (speech + noise).astype(np.float32)
 
 
-def median_rtf(call, seconds: float, runs: int) -> tuple[float, float]:
-    """(wall, CPU) real-time factors of ``call()`` on ``seconds`` of audio: medians of ``runs`` after a warm-up."""
-    call()
-    wall, cpu = [], []
-    for _ in range(runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
+def median_rtfs(calls: list, seconds: float, runs: int) -> list[tuple[float, float]]:
+    """(wall, CPU) real-time factors of each ``call()`` on ``seconds`` of audio: medians of ``runs`` rounds
+    after a warm-up, each round calling every system once (interleaved, so that the ratios share the load)."""
+    for call in calls:
         call()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall) / seconds, statistics.median(cpu) / seconds
+    wall, cpu = [[] for _ in calls], [[] for _ in calls]
+    for _ in range(runs):
+        for call, w, c in zip(calls, wall, cpu):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            w.append(time.perf_counter() - start)
+            c.append(time.process_time() - start_cpu)
+    return [(statistics.median(w) / seconds, statistics.median(c) / seconds) for w, c in zip(wall, cpu)]
 
 
 def main() -> None:
@@ -87,27 +91,33 @@ def main() -> None:
     systems = list(args.systems)
     if "nsnet2" not in systems:
         systems.append("nsnet2")  # the reference of the last two columns
-    rows = []
+    measured = []  # (name, parameters, MACs/s, call(): enhance the file once)
     noisy = torch.from_numpy(audio)[None, None]
+
+    def eager(model):
+        def call():
+            with torch.inference_mode():
+                model(noisy)
+        return call
+
     for preset in (s for s in systems if s in OURS):
         torch.manual_seed(0)
         model = build_enhancer(preset).eval()
-        with torch.inference_mode():
-            rtf = median_rtf(lambda: model(noisy), seconds, runs)
         params, macs = sum(p.numel() for p in model.parameters()), macs_per_second(model)
-        rows.append((preset, params, macs, *rtf))
+        measured.append((preset, params, macs, eager(model)))
         if preset.startswith("gtcrn"):
             enhancer = OnnxEnhancer(export_step(model, offline=True))
-            rows.append((preset + OFFLINE_ONNX, params, macs, *median_rtf(lambda: enhancer(audio), seconds, runs)))
+            measured.append((preset + OFFLINE_ONNX, params, macs, lambda enhancer=enhancer: enhancer(audio)))
     for name in (s for s in systems if s in PEERS):
         peer = build_peer(name)  # onnxruntime sessions are built with one thread
         cost = peer.cost()
-        rows.append((name, cost["params"], cost["macs_per_second"], *median_rtf(lambda: peer.enhance(audio),
-                                                                                  seconds, runs)))
+        measured.append((name, cost["params"], cost["macs_per_second"], lambda peer=peer: peer.enhance(audio)))
+    rtfs = median_rtfs([call for *_, call in measured], seconds, runs)
+    rows = [(name, params, macs, *rtf) for (name, params, macs, _), rtf in zip(measured, rtfs)]
 
     first, t_params, t_macs, t_rtf, _ = rows[0]
     _, _, _, n_rtf, n_cpu = next(r for r in rows if r[0] == "nsnet2")
-    print(f"{seconds:g} s of audio, 1 thread, median of {runs} timed run(s) after a warm-up\n")
+    print(f"{seconds:g} s of audio, 1 thread, median of {runs} timed round(s) over all systems after a warm-up\n")
     print(f"| system | parameters | × {first} | MACs/s | × {first} | RTF (1 thread) | × {first} | CPU RTF "
           f"| RTF × NSNet2 | CPU RTF × NSNet2 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
