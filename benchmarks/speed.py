@@ -14,9 +14,9 @@ offline, the whole file in one pass, STFT to waveform (``model(audio)``). The pe
 timed through ``peer.enhance`` on the same file, which for RNNoise includes the 16 ↔ 48 kHz
 resampling its 48 kHz model needs. Each RTF is the median of the timed runs after one
 warm-up; the runs go round the systems in turn (every round times each system once), so a
-load that comes and goes on a shared machine falls on all rows alike. The last two columns divide every row's RTFs (= time per audio second) by
-NSNet2's in the same run; NSNet2 is always measured (added when ``--systems`` leaves it
-out).
+load that comes and goes on a shared machine falls on all rows alike. The last two columns
+divide every row's RTFs (= time per audio second) by NSNet2's in the same run; NSNet2 is
+always measured (added when ``--systems`` leaves it out).
 
 GTCRN presets get a second row, "(onnx offline)": the same model exported for a whole file
 (``sekd export --offline``) and run by :class:`sekd.runtime.OnnxEnhancer`, the STFT, iSTFT

@@ -452,7 +452,8 @@ class OnnxStreamer(OverlapAddStreamer):
 
 # -- a whole signal at once ----------------------------------------------------------------------
 def stft(audio: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
-    """``[M, N]`` real -> ``[M, T, F]`` complex, T = 1 + N // hop: ``torch.stft(center=True)``'s frames (reflected ends)."""
+    """``[M, N]`` real -> ``[M, T, F]`` complex, T = 1 + N // hop: ``torch.stft(center=True)``'s frames
+    (reflected ends)."""
     half = n_fft // 2
     padded = np.pad(audio, ((0, 0), (half, half)), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (M, T, n_fft)

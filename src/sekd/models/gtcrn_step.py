@@ -21,6 +21,11 @@ after onnxruntime's optimisations; written for one frame it has about half as ma
   ONNX's (z, r, h);
 - the ERB band merge and split are one MatMul each.
 
+The same builder writes the graph for a time axis of any length (:func:`frames_graph`,
+``sekd export --offline``): a whole file in one call. There each operator's own speed
+counts, not their number, so a few parts take another form (the frequency GRU written out
+bin by bin, PReLU from Relu, the band maps on the merged bins only).
+
 The graph's inputs, outputs and state shapes are those of :class:`GTCRNStep` (the names
 the exporter gives), so :mod:`sekd.export` writes it in place of the traced graph and the
 streaming engines run it unchanged; ``tests/test_gtcrn.py`` checks it against PyTorch.
@@ -252,7 +257,7 @@ def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_
 
 
 def _unrolled_frequency_gru(g: _Graph, layer, x: str, bins: int) -> str:
-    """The bidirectional grouped frequency GRU on ``x [T, F, C]`` written out bin by bin, then ``intra_fc``: ``[T, F, C]``.
+    """The bidirectional grouped frequency GRU on ``x [T, F, C]`` written out bin by bin, then ``intra_fc``.
 
     Over many frames onnxruntime's GRU operator costs about half a microsecond per batch row
     and step: with the frames as its batch that was most of an offline file's time. The
@@ -293,8 +298,10 @@ def _unrolled_frequency_gru(g: _Graph, layer, x: str, bins: int) -> str:
     reversed_order = g.op("Reshape", [g.op("Concat", outputs[::-1], axis=1), shape])
     backward = intra.backward.numpy()
     weight = _float64(fc.weight).T                                                # (H, C)
-    forward_rows, backward_rows = weight * torch.from_numpy(~backward)[:, None], weight * torch.from_numpy(backward)[:, None]
-    y = g.op("Add", [g.op("MatMul", [in_order, g.const(forward_rows)]), g.op("MatMul", [reversed_order, g.const(backward_rows)])])
+    forward_rows = weight * torch.from_numpy(~backward)[:, None]
+    backward_rows = weight * torch.from_numpy(backward)[:, None]
+    y = g.op("Add", [g.op("MatMul", [in_order, g.const(forward_rows)]),
+                     g.op("MatMul", [reversed_order, g.const(backward_rows)])])                # (T, F, C)
     return g.op("Add", [y, g.const(fc.bias)])
 
 
@@ -368,7 +375,8 @@ def frames_graph(net, feats: str, mask: str, state_inputs: list[str], state_outp
 
     ``feats [1, 2M, T, bins]`` -> ``mask [1, 2, T, bins]``, the state passed in and out as by
     :class:`GTCRNStep`: with the zero start state and all of a file's frames this is the
-    offline model (``sekd export --offline``: :func:`sekd.export.export_step` with ``offline=True``), with ``frames=1`` the streaming step.
+    offline model (``sekd export --offline``: :func:`sekd.export.export_step` with ``offline=True``),
+    with ``frames=1`` the streaming step.
     The one-frame graph leaves out the few transposes a time axis needs.
     """
     one_frame = frames == 1
