@@ -97,6 +97,8 @@ SOURCE_DISTANCE_M = (0.5, 3.0)
 WALL_MARGIN_M = 0.5
 PAUSE_S = (0.1, 0.5)
 LEAD_S = (0.0, 0.5)
+SILENT_NOISE_TRIES = 10  # draws of a noise type before its silence is an error
+SILENT_NOISE_RMS = 1e-4  # -80 dBFS: a noise this quiet (a silent stretch of a file) would be amplified dither
 POOL_LEVEL_DBFS = -25.0  # RMS of every clean and noise pool file (online mixing sets its own levels)
 
 
@@ -219,6 +221,16 @@ def _init_worker(state: SplitState | None, parent_pid: int) -> None:
     _set_state(state)
 
 
+def _audible_noise(s: SplitState, kind: str, n: int, rng: np.random.Generator,
+                   talkers: list[list[np.ndarray]]) -> np.ndarray:
+    """``make_noise``, drawn again when it is silent (a silent stretch of a recorded file)."""
+    for _ in range(SILENT_NOISE_TRIES):
+        noise = make_noise(kind, n, rng, s.noise, talkers)
+        if rms(noise) > SILENT_NOISE_RMS:
+            return noise
+    raise SekdError(f"split {s.name}: noise type {kind} gave {SILENT_NOISE_TRIES} silent draws")
+
+
 def _mix(index: int) -> dict[str, str]:
     """Make and write mixture ``index`` of the current split; returns its manifest row."""
     s = _STATE
@@ -229,7 +241,7 @@ def _mix(index: int) -> dict[str, str]:
     room = s.rooms[rng.integers(len(s.rooms))] if rng.random() < REVERB_SHARE else None
     reverberant, clean = _reverberate(speech, room) if room else (speech, speech)
     noise_type = choose_noise(rng, s.families)
-    noise = make_noise(noise_type, n, rng, s.noise, s.talkers(voice.speaker))
+    noise = _audible_noise(s, noise_type, n, rng, s.talkers(voice.speaker))
     snr_db = rng.uniform(*SNR_DB)
     noisy = reverberant + scale_to_snr(reverberant, noise, snr_db)
     gain = level_gain(noisy, clean, rng.uniform(*LEVEL_DBFS))
@@ -284,7 +296,7 @@ def _pool_noise(task: tuple[int, str]) -> float:
     index, kind = task
     s = _STATE
     rng = _rng(s.seed, "pool", "noise", index)
-    noise = make_noise(kind, int(s.pool_size.file_s * SAMPLE_RATE), rng, s.noise, s.talkers(""))
+    noise = _audible_noise(s, kind, int(s.pool_size.file_s * SAMPLE_RATE), rng, s.talkers(""))
     write_audio(s.out / "pools" / "noise" / f"{index:05d}-{kind}.wav", _pool_gain(noise))
     return len(noise) / SAMPLE_RATE
 

@@ -13,8 +13,9 @@ person are one speaker. Two kinds of real speaker, plus a labelled synthetic min
     program and language (``sr`` and its script variants are one folder of the same files,
     ``nb``/``nn`` and ``en``/``en_GB`` one speaker each, so the program's speakers of one
     language land in one split);
-  - Tux Paint's spoken stamp descriptions (``*_desc_<lang>.ogg``): one speaker per language
-    (the changelog names one reader for most; French has two, counted as one).
+  - Tux Paint's spoken stamp descriptions (``*_desc_<lang>.ogg``) and, for the same
+    languages, its spoken numbers and letters: one speaker per language (the changelog
+    names one reader for most; French has two, counted as one).
 - ``acted``: the Dutch and Czech voice-over of the game Fish Fillets. File names are
   ``<level>-<character>-<line>.ogg``; the heroes ``m`` (small fish) and ``v`` (big fish) are
   one speaker each per language. The minor characters are left out: their voices are close
@@ -33,11 +34,12 @@ speaker's clips together with short pauses, so they become sequences of words.
 
 Splits: valid and test are fixed tables of held-out speakers (``HELD_OUT``: real speakers
 of both voice heights, studio and acted, plus three synthetic ones each); a held-out
-language of the KDE and Tux Paint recordings is held out with all its speakers, as they may
-be one person. Every other speaker of ``PACKAGES`` is in train. The ``ood`` split's speakers come from
-``OOD_PACKAGES`` alone, which no other split uses: Hedgewars' character voice packs (the
-English packs are one speaker, as one actor may voice several; one per other language)
-and the LibriVox excerpts of pocketsphinx's test data.
+language of the KDE and Tux Paint recordings is held out with all its speakers, as they
+may be one person (and ktuberling's ``sl`` with its ``el``: 0.82). Every other speaker of
+``PACKAGES`` is in train. The ``ood`` split's speakers come from ``OOD_PACKAGES`` alone,
+which no other split uses: Hedgewars' character voice packs (the English packs are one
+speaker, as one actor may voice several; one per other language) and the LibriVox
+excerpts of pocketsphinx's test data.
 
 Three sources are reserved for a check outside the corpus and are never read
 (``RESERVED``): Fish Fillets' English voice files, the ALSA test prompts (alsa-utils) and
@@ -76,6 +78,7 @@ KDE_PACKAGES = {"ktuberling": "ktuberling-data", "klettres": "klettres-data"}
 KDE_SAME_SPEAKER = {"sr@ijekavian": "sr", "sr@ijekavianlatin": "sr", "sr@latin": "sr", "nn": "nb", "en_GB": "en"}
 KDE_SKIPPED = ("sr@ijekavian", "sr@ijekavianlatin", "sr@latin")  # copies of ``sr``'s files
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
+TUXPAINT_LANGUAGES = ("be", "bg", "ca", "da", "el", "en", "es", "fr", "lt", "ml", "nl", "ro", "ru")  # with descriptions
 # Speaker labels that are likely one person -> the one speaker they become.
 SAME_PERSON = {"ktuberling-ru": "tuxpaint-be"}  # embeddings 0.955: Tux Paint's Belarusian reader, KDE's Russian words
 HEDGEWARS_PACKAGE = "hedgewars-data"
@@ -196,11 +199,14 @@ def _kde() -> list[Utterance]:
 
 
 def _tuxpaint() -> list[Utterance]:
+    """Descriptions ``<stamp>_desc[_<lang>].ogg`` (no language: English), and the spoken numbers and letters
+    ``<stamp>_<lang>.ogg`` of the languages that have descriptions (counted as the same speaker)."""
     found = []
     for path in _audio(TUXPAINT_PACKAGE, (".ogg",)):
-        match = re.search(r"_desc(?:_([a-z]{2}))?(?:_[A-Z]{2})?$", path.stem)
-        if match:
-            lang = match.group(1) or "en"
+        description = re.search(r"_desc(?:_([a-z]{2})(?:_[A-Z]{2})?)?$", path.stem)
+        spoken = re.search(r"_([a-z]{2})(?:_[A-Z]{2})?$", path.stem)
+        lang = (description.group(1) or "en") if description else spoken.group(1) if spoken else ""
+        if lang in TUXPAINT_LANGUAGES:
             found.append(Utterance(f"tuxpaint-{lang}", "studio", lang, str(path)))
     return found
 
