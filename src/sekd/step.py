@@ -70,7 +70,8 @@ class CausalStep(nn.Module):
 
         A step whose ``traceable`` attribute is true (GTCRN's: no Python decision depends on a
         tensor's value, one frame always takes the same operators) is traced on one frame of
-        ``channels`` microphones and ``bins`` bins and frozen: its weights become constants,
+        ``channels`` microphones and ``bins`` bins (its ``one_frame_module()`` when it has one,
+        a module for one frame of batch 1 built from the current weights) and frozen: its weights become constants,
         so what depends on them alone (GTCRN's block-diagonal GRU weights) is computed once
         instead of every hop, BatchNorm folds into the convolution before it, and the hop
         runs as one TorchScript graph instead of ~100 Python module calls. The result equals
@@ -86,9 +87,12 @@ class CausalStep(nn.Module):
         self.eval()  # the wrappers around the network; they behave alike in both modes
         feats = torch.zeros(1, 2 * channels, 1, bins)
         state = self.initial_state(1, bins)
+        # A step may offer a module written for this one case (GTCRN's: models/gtcrn_step.OneFrameGTCRN).
+        one_frame = getattr(self.impl, "one_frame_module", None)
+        module = self if one_frame is None else one_frame().eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript's deprecation notice
-            frozen = torch.jit.freeze(torch.jit.trace(self, (feats, *state), check_trace=False))
+            frozen = torch.jit.freeze(torch.jit.trace(module, (feats, *state), check_trace=False))
             for _ in range(3):  # the profiling executor specialises the graph over its first runs
                 frozen(feats, *state)
         return frozen

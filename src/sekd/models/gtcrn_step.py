@@ -38,8 +38,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
+from torch.nn import functional as F
 
 from .base import StreamingStep
+
+GRU_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 class GTCRNStep(StreamingStep):
@@ -70,6 +73,245 @@ class GTCRNStep(StreamingStep):
         """The step as an ONNX model written from the weights for ``frames`` frames (None: any number;
         :func:`frames_graph`)."""
         return frames_graph(self.net, feats, mask, state_inputs, state_outputs, opset, frames)
+
+    def one_frame_module(self) -> nn.Module:
+        """What :meth:`sekd.step.CausalStep.frozen` traces: :class:`OneFrameGTCRN`, from the weights as they are now."""
+        return OneFrameGTCRN(self.net)
+
+
+# -- the one-frame step for eager streaming ----------------------------------------------------------
+def _rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
+    """A convolution along the rows of ``x [F, C_in]`` (zero padding ``kernel // 2``) as one product:
+    the windows as a strided view, ``weight [C_in·kernel, C_out]`` (input channel, then tap)."""
+    pad = kernel // 2
+    windows = F.pad(x, (0, 0, pad, pad)).unfold(0, kernel, stride)                # (F', C_in, kernel)
+    return torch.addmm(bias, windows.flatten(1), weight)
+
+
+def _gru_packed(w_ih, w_hh, b_ih, b_hh, input_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """PyTorch GRU weights (gates r, z, n) in the form :func:`_gru_update` takes, as float64.
+
+    ``x [in, 4H]``, ``x_bias``: the input's part of [W_hn·h + b_hn | r | z | n] (zero in the first
+    block); ``h_rh [H, 2H]``: the state's part of the first two blocks, ``h_z [H, H]`` of z.
+    """
+    w_ih, w_hh, b_ih, b_hh = (_float64(t) for t in (w_ih, w_hh, b_ih, b_hh))
+    h = w_hh.shape[1]
+    r, z, n = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
+    w_x = torch.cat([torch.zeros(h, w_ih.shape[1], dtype=torch.float64), w_ih]) * input_scale
+    b_x = torch.cat([b_hh[n], b_ih[r] + b_hh[r], b_ih[z] + b_hh[z], b_ih[n]])
+    return {"x": w_x.T, "x_bias": b_x, "h_rh": torch.cat([w_hh[n], w_hh[r]]).T, "h_z": w_hh[z].T}
+
+
+def _gru_cell_weights(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`_gru_packed`'s weights for :func:`_gru_cell`: the products with [x, h] of the first two blocks, and
+    the input's product of the third."""
+    w_x, b_x = packed["x"], packed["x_bias"]
+    h = packed["h_z"].shape[0]
+    return {"rh": torch.cat([w_x[:, :2 * h], packed["h_rh"]]), "rh_bias": b_x[:2 * h],
+            "z": torch.cat([w_x[:, 2 * h:3 * h], packed["h_z"]]), "z_bias": b_x[2 * h:3 * h],
+            "n": w_x[:, 3 * h:], "n_bias": b_x[3 * h:]}
+
+
+def _gru_update(rh: torch.Tensor, z: torch.Tensor, input_n: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The GRU's new state from ``h [N, H]``, rh = [W_hn·h + b_hn | r], z and the input's n term (pre-activations).
+
+    Four operators and no slicing (a slice costs as much as the arithmetic at these sizes):
+    glu gives r·(W_hn·h + b_hn), lerp (1 - z)·n + z·h.
+    """
+    return torch.lerp(torch.tanh(input_n + F.glu(rh)), h, torch.sigmoid(z))
+
+
+def _gru_cell(x: torch.Tensor, h: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One GRU step of input ``x [N, in]`` from ``h [N, H]`` with :func:`_gru_cell_weights`.
+
+    The state's products go with the input's in one product over [x, h], not added to them
+    after: TorchScript's BatchMM pass merges such a sum of products and fails on its shapes
+    when the input and hidden sizes differ.
+    """
+    both = torch.cat([x, h], dim=1)
+    return _gru_update(torch.addmm(w["rh_bias"], both, w["rh"]), torch.addmm(w["z_bias"], both, w["z"]),
+                       torch.addmm(w["n_bias"], x, w["n"]), h)
+
+
+def _dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """A grouped convolution's weight as the ungrouped one's (zeros between the groups; also for a transposed one)."""
+    w = _float64(weight)
+    if groups == 1:
+        return w
+    a, b = w.shape[:2]                     # (out, in / groups), transposed: (in, out / groups)
+    dense = torch.zeros(a, b * groups, *w.shape[2:], dtype=torch.float64)
+    per = a // groups
+    for g in range(groups):
+        dense[g * per:(g + 1) * per, g * b:(g + 1) * b] = w[g * per:(g + 1) * per]
+    return dense
+
+
+def _transposed_rows(conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight [3·C_in, 2·C_out], bias) of a transposed (1, 5) convolution of stride 2 and padding 2 as a
+    (1, 3) convolution (:func:`_rows`) whose two halves of output channels are the even and the odd
+    output bins: output bin 2m reads input bins m+1, m, m-1 through taps 0, 2, 4, bin 2m+1 bins m+1, m
+    through taps 1, 3."""
+    w = _dense(conv.weight, conv.groups)[:, :, 0]            # (in, out, 5)
+    c_in, c_out = w.shape[:2]
+    bias = _float64(conv.bias)
+    if bn is not None:
+        scale, shift = _batchnorm(bn)
+        w, bias = w * scale[None, :, None], bias * scale + shift
+    zero = torch.zeros(c_in, c_out, dtype=torch.float64)
+    even = torch.stack([w[..., 4], w[..., 2], w[..., 0]], dim=1)              # (in, window position, out)
+    odd = torch.stack([zero, w[..., 3], w[..., 1]], dim=1)
+    return torch.cat([even, odd], dim=2).reshape(3 * c_in, 2 * c_out), torch.cat([bias, bias])
+
+
+class OneFrameGTCRN(nn.Module):
+    """:class:`GTCRNStep` for one frame of batch 1, with every weight-only product done once, for tracing.
+
+    What :meth:`sekd.step.CausalStep.frozen` traces for eager streaming. The work is that of
+    :meth:`GTCRN.run <sekd.models.gtcrn.GTCRN.run>` on one frame, in fewer and cheaper
+    operators (PyTorch's cost per operator, not the arithmetic, is most of a hop): the frame
+    is held as ``[bins, channels]``; each convolution along frequency is one product over a
+    strided view of its windows with its BatchNorm folded in (the grouped and depthwise ones
+    with dense weights, the transposed ones as their even and odd output bins); each GRU step
+    takes two products and four elementwise operators without slicing (:func:`_gru_update`),
+    and the frequency GRU's input products for all bins and both directions are one product.
+    The weights are those of the network when this is built (buffers derived from them); the
+    state tuple is :class:`GTCRNStep`'s.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        m, c = net.in_channels, net.args["channels"]
+        self.in_channels, self.channels, self.bins, self.f1 = m, c, net.bins, net.f1
+        self.blocks = len(net.enc_blocks)
+        weights = {}
+
+        def put(name, tensor):
+            weights[name] = tensor
+
+        # Magnitude of each microphone: re² + im² as a product with [I I], 1e-12 as its bias.
+        put("power", torch.cat([torch.eye(m, dtype=torch.float64)] * 2, dim=1))
+        put("power_bias", torch.full((m, 1), 1e-12, dtype=torch.float64))
+        put("merge", _band_matrix(net.band_merge).T)                             # (F0, bins)
+        put("split", _band_matrix(net.band_split))                               # (F0, bins)
+        conv, bn, prelu = net.enc1
+        w, b = _fold(conv.weight, conv.bias, bn)
+        put("enc1", w.flatten(1).T), put("enc1_bias", b), put("enc1_slope", prelu.weight)
+        conv, bn, prelu = net.enc2
+        w, b = _fold(_dense(conv.weight, conv.groups), conv.bias, bn)
+        put("enc2", w.flatten(1).T), put("enc2_bias", b), put("enc2_slope", prelu.weight)
+        for i, block in enumerate([*net.enc_blocks, *net.dec_blocks]):
+            for key, value in self._block_weights(block, net.f2).items():
+                put(f"block{i}_{key}", value)
+        self.dilations = [b.depthwise.conv.dilation[0] for b in [*net.enc_blocks, *net.dec_blocks]]
+        for i, layer in enumerate(net.middle):
+            for key, value in _gru_packed(*layer.intra.fused_weights()).items():
+                put(f"mid{i}_intra_{key}", value)
+            put(f"mid{i}_backward", layer.intra.backward)
+            for key, value in _gru_cell_weights(_gru_packed(*layer.inter.fused_weights())).items():
+                put(f"mid{i}_inter_{key}", value)
+            self.norm_eps = layer.intra_norm.eps
+            for part in ("intra", "inter"):
+                fc = getattr(layer, f"{part}_fc")
+                put(f"mid{i}_{part}_fc", _float64(fc.weight).T), put(f"mid{i}_{part}_fc_bias", fc.bias)
+                norm = getattr(layer, f"{part}_norm")
+                put(f"mid{i}_{part}_norm", norm.weight), put(f"mid{i}_{part}_norm_bias", norm.bias)
+        self.layers = len(net.middle)
+        put("intra_start", torch.zeros(1, net.middle[0].intra.backward.numel(), dtype=torch.float64))
+        w, b = _transposed_rows(net.dec4[0], net.dec4[1])
+        put("dec4", w), put("dec4_bias", b), put("dec4_slope", net.dec4[2].weight)
+        w, b = _transposed_rows(net.dec5, None)
+        put("dec5", w), put("dec5_bias", b)
+        dtype = next(net.parameters()).dtype
+        for name, value in weights.items():
+            value = value.detach()
+            self.register_buffer(name, value if value.dtype == torch.bool else value.to(dtype), persistent=False)
+
+    @staticmethod
+    def _block_weights(block, bins: int) -> dict:
+        point_in, bn_in, prelu_in = block.point_in
+        hidden, half = point_in.out_channels, point_in.in_channels // 3
+        w, b = _fold(point_in.weight.reshape(hidden, half, 1, 3), point_in.bias, bn_in)
+        w = torch.cat([w, torch.zeros(hidden, half, 1, 3, dtype=torch.float64)], dim=1)  # the passed half: zeros
+        depth = block.depthwise.conv
+        dw, db = _fold(depth.weight, depth.bias, block.depth_act[0])             # (H, 1, 3 frames, 3 bins)
+        dense = torch.zeros(hidden, hidden, 3, 3, dtype=torch.float64)            # (out, in, frame, bin)
+        dense[torch.arange(hidden), torch.arange(hidden)] = dw[:, 0]
+        conv_out, bn_out = block.point_out
+        ow, ob = _fold(conv_out.weight, conv_out.bias, bn_out)
+        tra = block.attention
+        gru = _gru_cell_weights(_gru_packed(*(getattr(tra.gru, f"{n}_l0") for n in GRU_PARAMETERS),
+                                            input_scale=1.0 / bins))
+        return {"in": w.flatten(1).T, "in_bias": b, "in_slope": prelu_in.weight,
+                "depth": dense.flatten(1).T, "depth_bias": db, "depth_slope": block.depth_act[1].weight,
+                "out": ow.flatten(1).T, "out_bias": ob,
+                **{f"gru_{k}": v for k, v in gru.items()},
+                "fc": _float64(tra.fc.weight).T, "fc_bias": tra.fc.bias}
+
+    def _gru(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The :func:`_gru_cell_weights` stored under ``prefix``."""
+        return {k: getattr(self, f"{prefix}_{k}") for k in ("rh", "rh_bias", "z", "z_bias", "n", "n_bias")}
+
+    def _block(self, i: int, x: torch.Tensor, history: torch.Tensor, gru_state: torch.Tensor):
+        """One temporal conv block on ``x [F, C]``: (output, new history, new attention GRU state)."""
+        w = lambda name: getattr(self, f"block{i}_{name}")  # noqa: E731
+        h = F.prelu(_rows(x, w("in"), w("in_bias"), 3), w("in_slope"))               # (F, H)
+        extended = torch.cat([history, h.t()[None, :, None]], dim=2)                 # (1, H, 2d + 1, F)
+        frames = F.pad(extended[0, :, ::self.dilations[i]], (1, 1)).unfold(2, 3, 1)  # (H, 3 frames, F, 3 bins)
+        h = torch.addmm(w("depth_bias"), frames.permute(2, 0, 1, 3).flatten(1), w("depth"))
+        y = torch.addmm(w("out_bias"), F.prelu(h, w("depth_slope")), w("out"))      # (F, C/2)
+        # Temporal attention: the mean energy over bins (1/F in the GRU's input weights), one GRU step.
+        state = _gru_cell((y * y).sum(0, keepdim=True), gru_state[0], self._gru(f"block{i}_gru"))
+        y = y * torch.sigmoid(torch.addmm(w("fc_bias"), state, w("fc")))
+        half = y.shape[1]
+        # Channel shuffle: output channel 2i is the processed channel i, 2i + 1 the passed one.
+        out = torch.stack([y, x[:, half:]], dim=2).flatten(1)
+        return out, extended[:, :, 1:], state[None]
+
+    def _dual_path(self, i: int, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One dual-path GRU layer on ``x [F, C]``: (output, new time-GRU state)."""
+        w = lambda name: getattr(self, f"mid{i}_{name}")  # noqa: E731
+        shape = tuple(x.shape)
+        # Frequency GRU: both directions and groups as one GRU over [x, x reversed], bin by bin.
+        inputs = torch.addmm(w("intra_x_bias"), torch.cat([x, x.flip(0)], dim=1), w("intra_x"))
+        hidden = self.intra_start.shape[1]
+        rh, z, n = (part.unbind(0) for part in inputs.split([2 * hidden, hidden, hidden], dim=1))
+        h, outs = self.intra_start, []
+        for f in range(len(rh)):
+            h = _gru_update(torch.addmm(rh[f], h, w("intra_h_rh")), torch.addmm(z[f], h, w("intra_h_z")), n[f], h)
+            outs.append(h)
+        r = torch.cat(outs)
+        r = torch.where(w("backward"), r.flip(0), r)
+        r = torch.addmm(w("intra_fc_bias"), r, w("intra_fc"))
+        x = x + F.layer_norm(r, shape, w("intra_norm"), w("intra_norm_bias"), self.norm_eps)
+        # Time GRU: one step, bins as the batch.
+        h = _gru_cell(x, state[0], self._gru(f"mid{i}_inter"))
+        s = torch.addmm(w("inter_fc_bias"), h, w("inter_fc"))
+        return x + F.layer_norm(s, shape, w("inter_norm"), w("inter_norm_bias"), self.norm_eps), h[None]
+
+    def forward(self, feats: torch.Tensor, *state: torch.Tensor):
+        m = self.in_channels
+        spectra = feats.reshape(2 * m, self.bins)                                    # re, then im
+        magnitude = torch.sqrt(torch.addmm(self.power_bias, self.power, spectra * spectra))
+        x = torch.mm(self.merge, torch.cat([magnitude, spectra]).t())                # (F0, 3M)
+        subband = F.pad(x, (0, 0, 1, 1)).unfold(0, 3, 1).flatten(1)                  # channel 3c + k: bin f + k - 1
+        enc1 = F.prelu(_rows(subband, self.enc1, self.enc1_bias, 5, 2), self.enc1_slope)   # (F1, C)
+        enc2 = x = F.prelu(_rows(enc1, self.enc2, self.enc2_bias, 5, 2), self.enc2_slope)  # (F2, C)
+        state, new_state, skips = list(state), [], []
+        for i in range(self.blocks):
+            x, history, gru = self._block(i, x, state.pop(0), state.pop(0))
+            new_state += [history, gru]
+            skips.append(x)
+        for i in range(self.layers):
+            x, gru = self._dual_path(i, x, state.pop(0))
+            new_state.append(gru)
+        for i in range(self.blocks):
+            x, history, gru = self._block(self.blocks + i, x + skips[-1 - i], state.pop(0), state.pop(0))
+            new_state += [history, gru]
+        y = _rows(x + enc2, self.dec4, self.dec4_bias, 3).reshape(-1, self.channels)[:self.f1]  # even, odd bins
+        x = F.prelu(y, self.dec4_slope)
+        y = _rows(x + enc1, self.dec5, self.dec5_bias, 3).reshape(-1, 2)[:2 * self.f1 - 1]     # (F0, 2)
+        mask = torch.mm(y.t(), self.split)                                           # (2, bins)
+        return (mask.reshape(1, 2, 1, self.bins), *new_state)
 
 
 # -- the one-frame ONNX graph ------------------------------------------------------------------------
