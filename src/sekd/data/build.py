@@ -109,6 +109,7 @@ class CorpusSize:
     utterances_per_voice: int | None  # recorded, per (speaker, language); None: all of them
     sentences_per_voice: int          # synthetic, per (speaker, language)
     rooms: dict[str, int]
+    noise_files_per_family: int | None = None  # the first files of each recorded family; None: all of them
 
 
 DEFAULT_SIZE = CorpusSize(mixtures={"train": 2400, "valid": 150, "test": 150, "ood": 150}, duration_s=(3.0, 6.0),
@@ -116,7 +117,7 @@ DEFAULT_SIZE = CorpusSize(mixtures={"train": 2400, "valid": 150, "test": 150, "o
                           rooms={"train": 32, "valid": 8, "test": 8, "ood": 8})
 SMALL_SIZE = CorpusSize(mixtures={"train": 40, "valid": 8, "test": 8, "ood": 8}, duration_s=(2.0, 3.0),
                         utterances_per_voice=5, sentences_per_voice=2,
-                        rooms={"train": 3, "valid": 2, "test": 2, "ood": 2})
+                        rooms={"train": 3, "valid": 2, "test": 2, "ood": 2}, noise_files_per_family=2)
 
 
 @dataclass(frozen=True)
@@ -399,9 +400,13 @@ def _prepare_split(split: str, seed: int, size: CorpusSize, out: Path, workers: 
             voice.clips.append(clip)
     rooms = _map(_simulate_room, [(seed, split, k) for k in range(size.rooms[split])], workers,
                  f"{split}: rooms", progress)
-    loaded = {family: [a for a in map(load_noise, paths) if a is not None]
-              for family, paths in noise_files(split).items()}
-    noise = {family: files for family, files in loaded.items() if files}  # a family without files here is left out
+    paths = [(family, path) for family, files in noise_files(split).items()
+             for path in files[:size.noise_files_per_family]]
+    noise: dict[str, list[np.ndarray]] = {}  # a family without (loadable) files here is left out
+    for (family, _), audio in zip(paths, _map(load_noise, [p for _, p in paths], workers, f"{split}: noise",
+                                              progress), strict=True):
+        if audio is not None:
+            noise.setdefault(family, []).append(audio)
     speakers = {v.speaker for v in voices.values()}
     if len(speakers) < 2 or (split != OOD_SPLIT and not noise):
         raise SekdError(f"split {split}: too little source audio ({len(speakers)} speakers, {len(noise)} recorded "
