@@ -167,3 +167,13 @@ def test_missing_package_without_root_names_the_install_command(monkeypatch):
     monkeypatch.setattr(debian.shutil, "which", lambda name: None if name == "sudo" else f"/usr/bin/{name}")
     with pytest.raises(SekdError, match="apt-get install -y sekd-no-such-package"):
         debian.ensure_packages(["espeak-ng", "sekd-no-such-package"])
+
+
+def test_corpus_facts_of_other_or_damaged_folders(tmp_path):
+    from sekd.data.checks import built_corpus_facts
+    assert built_corpus_facts(tmp_path) == []  # no corpus.json: not a built-in corpus
+    (tmp_path / "corpus.json").write_text('{"splits": {"train": {"mixtures": 3}}')
+    assert built_corpus_facts(tmp_path) == [f"{tmp_path / 'corpus.json'}: cannot read the corpus facts "
+                                            "(JSONDecodeError: Expecting ',' delimiter: line 1 column 38 (char 37))"]
+    (tmp_path / "corpus.json").write_text('{"splits": {"train": {"mixtures": 3}}}')  # an older recipe's
+    assert built_corpus_facts(tmp_path)[0].startswith(f"{tmp_path / 'corpus.json'}: cannot read the corpus facts (")

@@ -189,13 +189,15 @@ def built_corpus_facts(data: str | Path) -> list[str]:
     try:
         info = json.loads(path.read_text())
         splits = info["splits"]
-        lines = [f"built-in corpus: recipe {info['recipe']}, seed {info['seed']}{' (small)' if info['small'] else ''}",
-                 "split   mixtures  mix hours  speech hours (real + synthetic)  speakers: real (with >= 30 s) + synthetic"]
+        small = " (small)" if info["small"] else ""
+        lines = [f"built-in corpus: recipe {info['recipe']}, seed {info['seed']}{small}",
+                 "split   mixtures  mix hours  speech hours (real + synthetic)  "
+                 "speakers: real (with >= 30 s) + synthetic"]
         for name, split in splits.items():
-            speech = split["speech_hours"]
-            lines.append(f"{name:<7} {split['mixtures']:>8}  {split['hours']:>9.3f}  "
-                         f"{speech['real'] + speech['synthetic']:>12.3f} ({speech['real']:.3f} + {speech['synthetic']:.3f})"
-                         f"  {split['real_speakers']:>5} ({split['real_speakers_with_30s']}) + {split['synthetic_speakers']}")
+            real, synthetic = split["speech_hours"]["real"], split["speech_hours"]["synthetic"]
+            lines.append(f"{name:<7} {split['mixtures']:>8}  {split['hours']:>9.3f}  {real + synthetic:>12.3f} "
+                         f"({real:.3f} + {synthetic:.3f})  {split['real_speakers']:>5} "
+                         f"({split['real_speakers_with_30s']}) + {split['synthetic_speakers']}")
         families: dict[str, dict[str, float]] = {}
         for name, split in splits.items():
             for family, hours in split["noise_hours"].items():

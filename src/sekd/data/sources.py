@@ -215,9 +215,9 @@ def _hedgewars() -> list[Utterance]:
     found = []
     for path in _audio(HEDGEWARS_PACKAGE, (".ogg",)):
         pack = path.parent.name
-        if path.parent.parent.name == "voices" and pack in HEDGEWARS_PACKS and not HEDGEWARS_NOT_SPEECH.match(path.stem):
-            lang = HEDGEWARS_PACKS[pack]
-            found.append(Utterance(f"hedgewars-{lang}", "acted", lang, str(path)))
+        speech = path.parent.parent.name == "voices" and not HEDGEWARS_NOT_SPEECH.match(path.stem)
+        if speech and pack in HEDGEWARS_PACKS:
+            found.append(Utterance(f"hedgewars-{HEDGEWARS_PACKS[pack]}", "acted", HEDGEWARS_PACKS[pack], str(path)))
     return found
 
 
