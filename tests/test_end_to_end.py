@@ -43,11 +43,13 @@ def test_distil_evaluate_enhance(small_corpus, teacher, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert load_enhancer(student).network.args["channels"] == 8
 
-    scores = tmp_path / "scores.json"
+    # The built-in corpus has an ood split: scored beside test by default, each in its own files.
     assert main(["evaluate", "--data", str(small_corpus), "--ckpt", f"teacher={teacher}", "--ckpt", f"student={student}",
-                 "--json", str(scores), "--csv", str(tmp_path / "scores.csv"), "--limit", "3", "--no-dnsmos", "-q"]) == 0
-    summary = json.loads(scores.read_text())
-    assert list(summary["summary"]) == ["noisy", "teacher", "student"]
+                 "--json", str(tmp_path / "scores.json"), "--csv", str(tmp_path / "scores.csv"), "--limit", "3",
+                 "--no-dnsmos", "-q"]) == 0
+    for split in ("test", "ood"):
+        summary = json.loads((tmp_path / f"scores.{split}.json").read_text())
+        assert summary["split"] == split and list(summary["summary"]) == ["noisy", "teacher", "student"]
 
     out = tmp_path / "enhanced"
     assert main(["enhance", "--ckpt", str(student), str(small_corpus / "test" / "noisy"), "-o", str(out), "-q"]) == 0
