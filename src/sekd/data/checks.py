@@ -202,7 +202,9 @@ def built_corpus_facts(data: str | Path) -> list[str]:
         for name, split in splits.items():
             for family, hours in split["noise_hours"].items():
                 families.setdefault(family, {})[name] = hours
-        lines.append(f"recorded noise families: {len(families)} (hours per split)")
+        in_train = sum("train" in per_split for per_split in families.values())
+        lines.append(f"recorded noise families: {len(families)}, {in_train} of them in train, "
+                     f"{len(families) - in_train} only in ood (hours per split)")
         lines += [f"  {family:<24} " + ", ".join(f"{name} {hours:.3f}" for name, hours in per_split.items())
                   for family, per_split in sorted(families.items())]
         if "ood" in splits:
