@@ -288,3 +288,20 @@ def test_a_process_waiting_on_held_tuning_runs_trains_the_runs_that_need_no_lamb
                                                       "students while tuning"))
     assert done == [("none", 0), ("pkt", 0)]  # one run per wait, in the study's order
     assert chosen == {"i2s_tfckd": held.weight}
+
+
+def test_more_splits_are_scored_into_each_result_and_reported_beside_the_main_one(finished_study, tmp_path):
+    config, out = finished_study
+    teacher = out / "teacher" / "checkpoints" / "best.ckpt"
+    study = tmp_path / "out"
+    assert main(["study", str(config), f"out_dir={study}", "seeds=[0]", "methods=[output]", "ablations={}",
+                 "peers=[]", "tune={grid: []}", f"teacher.checkpoint={teacher}", "evaluation.more_splits=[ood]"]) == 0
+    for run in ("noisy", "teacher", "none/seed0", "output/seed0"):
+        result = json.loads((study / run / "result.json").read_text())
+        assert {row["id"].split("-")[0] for row in result["rows"]} == {"test"}
+        ood = result["splits"]["ood"]
+        assert len(ood["rows"]) == 3 and {row["id"].split("-")[0] for row in ood["rows"]} == {"ood"}
+        assert ood["summary"]["files"] == 3 and ood["summary"]["pesq_wb"] > 0
+    assert main(["report", str(study), "-o", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Every split side by side" in text and "## Split test" in text and "## Split ood" in text
