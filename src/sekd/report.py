@@ -415,10 +415,11 @@ def split_view(systems: dict[str, list[dict]], split: str) -> dict[str, list[dic
     return view
 
 
-def side_by_side_table(systems: dict[str, list[dict]], main: str, others: list[str]) -> list[str]:
-    """Markdown lines: PESQ-WB, SI-SDR and DNSMOS OVRL of every system on each scored split, and each
-    distilled student's difference to the no-KD student on PESQ-WB, paired by seed, with its 95 % interval."""
-    views = {main: systems, **{split: split_view(systems, split) for split in others}}
+def side_by_side_table(views: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """Markdown lines: PESQ-WB, SI-SDR and DNSMOS OVRL of every system on each scored split (``views``: split ->
+    its :func:`split_view`, the main split first), and each distilled student's difference to the no-KD student on
+    PESQ-WB, paired by seed, with its 95 % interval."""
+    systems = next(iter(views.values()))
     summaries = {split: summarise_systems(view) for split, view in views.items()}
     metrics = ("pesq_wb", "si_sdr", "dnsmos_ovrl")
     head = [f"{LABELS[m]} {split}" for m in metrics for split in views] + [f"KD − noKD PESQ-WB {s}" for s in views]
@@ -454,8 +455,9 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     others = scored_splits(systems)
     lines = []
     if others:
-        lines += ["## Every split side by side", "", *side_by_side_table(systems, main, others), ""]
-        for split, view in ((main, systems), *((split, split_view(systems, split)) for split in others)):
+        views = {main: systems, **{split: split_view(systems, split) for split in others}}
+        lines += ["## Every split side by side", "", *side_by_side_table(views), ""]
+        for split, view in views.items():
             note = f" ({SPLIT_NOTES[split]})" if split in SPLIT_NOTES else ""
             lines += [f"## Split {split}{note}", "", *score_tables(view), ""]
     else:
