@@ -305,3 +305,33 @@ def test_more_splits_are_scored_into_each_result_and_reported_beside_the_main_on
     assert main(["report", str(study), "-o", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Every split side by side" in text and "## Split test" in text and "## Split ood" in text
+
+
+def test_tuning_extends_the_grid_past_an_end_until_the_best_lambda_is_inside(tmp_path, monkeypatch):
+    """tune.extend: a best λ on an end of the grid adds the next λ beyond it (by the end's ratio), at most
+    `extend` times per end; every job plans the same runs from the finished ones."""
+    import sekd.study as study_module
+    study = load_study(write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out"),
+                       ["tune={grid: [0.1, 0.3, 1], extend: 2}", "methods=[i2s_tfckd, pkt]", "weights={}"])
+    peaks = {"i2s_tfckd": 0.02, "pkt": 1000.0}  # i2s: best inside after two steps down; pkt: beyond the limit
+    trained = []
+
+    def fake_tune_run(study, run):  # a score that peaks at the method's λ (log scale)
+        trained.append((run.method, run.weight))
+        run.out_dir.mkdir(parents=True)
+        score = 2.0 - abs(np.log10(run.weight / peaks[run.method]))
+        (run.out_dir / "tune.json").write_text(json.dumps({"best_val_pesq_wb": score}))
+
+    monkeypatch.setattr(study_module, "tune_run", fake_tune_run)
+    chosen = study_module.choose_weights(study)
+    assert sorted(w for m, w in trained if m == "i2s_tfckd") == [0.011, 0.033, 0.1, 0.3, 1.0]
+    assert sorted(w for m, w in trained if m == "pkt") == [0.1, 0.3, 1.0, 3.3, 11.0]
+    assert chosen == {"i2s_tfckd": 0.033, "pkt": 11.0}
+    choice = json.loads((tmp_path / "out" / "tune" / "choice.json").read_text())["methods"]
+    assert "at_edge" not in choice["i2s_tfckd"] and choice["pkt"]["at_edge"] is True
+    from sekd.report import tuning_table
+    rows = {line.split(" | ")[0]: line for line in tuning_table(tmp_path / "out") if line.startswith("| ")}
+    assert "(end of the λ tried)" in rows["| pkt"] and "end of" not in rows["| i2s_tfckd"]
+    assert [r.weight for r in plan_tuning(study) if r.method == "i2s_tfckd"] == [0.011, 0.033, 0.1, 0.3, 1.0]
+    with pytest.raises(SekdError, match="tune.extend"):
+        load_study(tmp_path / "s.yaml", ["tune={grid: [1], extend: -1}"])

@@ -248,10 +248,13 @@ def tuning_table(results_dir: Path | None) -> list[str]:
             score = entry["grid"].get(f"{w:g}")
             text = "" if score is None else f"{score:.3f}"
             cells.append(f"**{text}**" if score is not None and w == entry["chosen"] else text)
-        lines.append(f"| {method} | **{entry['chosen']:g}** | " + " | ".join(cells) + " |")
+        edge = " (end of the λ tried)" if entry.get("at_edge") else ""
+        lines.append(f"| {method} | **{entry['chosen']:g}**{edge} | " + " | ".join(cells) + " |")
     seeds = sorted({entry.get("seed") for entry in methods.values()})
     lines += ["", f"Best validation PESQ-WB of one training run per λ (seed {', '.join(map(str, seeds))}, the "
                   "students' schedule); the test split takes no part. Ablations use their method's λ."]
+    if any(entry.get("at_edge") for entry in methods.values()):
+        lines.append("A λ chosen at the end of the λ tried may not be the best: the grid does not bracket it.")
     return lines
 
 

@@ -8,7 +8,8 @@ the evaluation. The study then
 2. trains the teacher once (``OUT/teacher``, seed ``teacher_seed``, default the first seed)
    and evaluates its best checkpoint (``teacher.checkpoint``: a trained teacher, evaluated
    and distilled from, not trained);
-3. tunes λ (``tune``): with one seed, one run per method and λ of ``tune.grid``, scored by
+3. tunes λ (``tune``): with one seed, one run per method and λ of ``tune.grid`` (extended past
+   an end, up to ``tune.extend`` times, while the best λ lies there), scored by
    their best validation PESQ-WB on the valid split, never the test split; the choice goes
    to ``OUT/tune/choice.json`` (methods with a fixed λ in ``weights`` are not tuned, and
    ``--stage tune`` stops here);
@@ -82,6 +83,7 @@ class EvaluationConfig:
 @dataclass
 class TuneConfig:
     grid: list = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])  # λ tried per method ([]: no tuning)
+    extend: int = 0                  # up to this many λ added beyond each end of the grid while the best is there
     seed: int | None = None          # the one seed of every tuning run (default: the first seed)
 
 
@@ -141,6 +143,8 @@ def study_from_dict(raw: dict, source: str) -> StudyConfig:
                                              for v in grid) or len(set(grid)) != len(grid):
         raise SekdError(f"{source}: tune.grid must be a list of distinct positive λ values, got {grid!r}")
     cfg.tune.grid = [float(v) for v in grid]
+    if cfg.tune.extend < 0:
+        raise SekdError(f"{source}: tune.extend must be ≥ 0, got {cfg.tune.extend}")
     known = [name for name, _ in list_methods()]
     if "seeds" in lists:
         cfg.seeds = _check_list(source, "seeds", lists["seeds"], int)
@@ -483,12 +487,43 @@ def tune_seed(study: StudyConfig) -> int:
 
 
 def plan_tuning(study: StudyConfig) -> list[Run]:
-    """One run per (method, λ of the grid), one seed, the student schedule; methods with a fixed λ are not
-    tuned. I²S-TFCKD first (:func:`main_comparison_first`)."""
+    """One run per (method, λ of its grid), one seed, the student schedule; methods with a fixed λ are not
+    tuned. I²S-TFCKD first (:func:`main_comparison_first`). The grid is :func:`tuning_grid`'s, so it grows
+    as finished runs ask for λ beyond its ends."""
     out, seed = Path(study.out_dir) / TUNE_DIR, tune_seed(study)
     methods = sorted((m for m in study.methods if m != NO_KD and m not in study.weights), key=main_comparison_first)
     return [Run(method, seed, out / method / f"lambda{weight:g}", method, weight, dict(study.options.get(method) or {}))
-            for method in methods for weight in study.tune.grid]
+            for method in methods for weight in tuning_grid(study, method)]
+
+
+def best_weight(scores: dict[float, float]) -> float:
+    """The λ with the best validation score; ties (rare) go to the λ nearest 1 on a log scale, the untuned
+    setting unless the data say otherwise."""
+    return max(scores, key=lambda w: (scores[w], -abs(math.log(w))))
+
+
+def tuning_grid(study: StudyConfig, method: str) -> list[float]:
+    """The λ tried for ``method``, ascending: ``tune.grid``, extended while its finished runs put the best λ on
+    an end of what was tried, by the ratio of that end to its neighbour (two significant digits), at most
+    ``tune.extend`` times per end. A pure function of the finished runs, so every job plans the same runs."""
+    grid = sorted(study.tune.grid)
+    folder = Path(study.out_dir) / TUNE_DIR / method
+    for _ in range(2 * study.tune.extend):
+        scores = {}
+        for weight in grid:
+            path = folder / f"lambda{weight:g}" / TUNE_RESULT
+            if not path.is_file():
+                return grid
+            scores[weight] = json.loads(path.read_text())["best_val_pesq_wb"]
+        best = best_weight(scores)
+        below, above = (grid[1] / grid[0], grid[-1] / grid[-2]) if len(grid) > 1 else (10.0, 10.0)
+        if best == grid[0] and sum(w < min(study.tune.grid) for w in grid) < study.tune.extend:
+            grid.insert(0, float(f"{grid[0] / below:.2g}"))
+        elif best == grid[-1] and sum(w > max(study.tune.grid) for w in grid) < study.tune.extend:
+            grid.append(float(f"{grid[-1] * above:.2g}"))
+        else:
+            break
+    return grid
 
 
 def validation_curve(run_dir: Path) -> list[list[float]]:
@@ -538,18 +573,23 @@ def choose_weights(study: StudyConfig, meanwhile: Callable[[], bool] | None = No
     finished runs are reused, so starting the study again only reads them. ``meanwhile`` is
     what a process does instead of idling while other processes hold the last tuning runs.
     """
-    runs = plan_tuning(study)
-    work_through(study, runs, lambda run: (run.out_dir / TUNE_RESULT).is_file(), lambda run: tune_run(study, run),
-                 "tune", meanwhile)
+    runs: list[Run] = []
+    while len(planned := plan_tuning(study)) > len(runs):  # finished runs may extend the grid: go on until not
+        runs = planned
+        work_through(study, runs, lambda run: (run.out_dir / TUNE_RESULT).is_file(),
+                     lambda run: tune_run(study, run), "tune", meanwhile)
     choice: dict[str, dict] = {}
     for run in runs:
         result = json.loads((run.out_dir / TUNE_RESULT).read_text())  # every run is finished now
         entry = choice.setdefault(run.method, {"grid": {}, "seed": run.seed})
         entry["grid"][f"{run.weight:g}"] = result["best_val_pesq_wb"]
     for method, entry in choice.items():
-        # Ties (rare) go to the λ nearest 1 on a log scale: the untuned setting unless the data say otherwise.
-        best = max(entry["grid"].items(), key=lambda kv: (kv[1], -abs(math.log(float(kv[0])))))
-        entry["chosen"] = float(best[0])
+        entry["chosen"] = best_weight({float(w): score for w, score in entry["grid"].items()})
+        tried = sorted(float(w) for w in entry["grid"])
+        if len(tried) > 1 and entry["chosen"] in (tried[0], tried[-1]):
+            entry["at_edge"] = True  # the grid does not bracket the best: report it, or raise tune.extend
+            log.warning("tuning %s: the best λ (%g) is at the end of the λ tried (%s)", method, entry["chosen"],
+                        ", ".join(f"{w:g}" for w in tried))
     if choice:
         _write_result(Path(study.out_dir) / TUNE_DIR / CHOICE, {"metric": "best validation PESQ-WB",
                                                                 "split": "valid", "methods": choice})
