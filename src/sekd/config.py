@@ -97,6 +97,11 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str = "32-true"
     threads: int | None = None      # torch CPU threads (None = torch's default)
+    stop_when_flat: float | None = None  # stop once validation PESQ-WB has not improved for this fraction of
+                                    # the steps so far (e.g. 0.25) and at least 3 validations (None = never)
+
+    # Left out of the resolved config while unset, so that a run's config equals one written before it existed
+    OMIT_UNSET: typing.ClassVar[tuple[str, ...]] = ("stop_when_flat",)
 
 
 @dataclass
@@ -196,7 +201,7 @@ RANGES: dict[str, tuple] = {
                                                                                           "in [0, 1]"),
     "data.noises_per_example": _interval(low=1, kind=int),
     "model.channels": _at_least(1), "model.layers": _at_least(1), "model.in_channels": _at_least(1),
-    "model.lookback": _at_least(1),
+    "model.lookback": _at_least(1), "train.stop_when_flat": (lambda v: 0 < v < 1, "in (0, 1)"),
     "signal.n_fft": _at_least(16), "signal.hop": _at_least(1),
     "signal.compress": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "loss.compress": (lambda v: 0 < v <= 1, "in (0, 1]"), "loss.magnitude": _NOT_NEGATIVE,

@@ -104,6 +104,48 @@ def choose_resume_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
+class StopWhenFlat(L.Callback):
+    """End training once validation PESQ-WB has not improved for a ``fraction`` of the steps so far.
+
+    At a validation at step s the run stops when its best score is from step (1 − fraction)·s or
+    earlier and at least three validations have come since (fewer would stop on noise). Where the
+    learning rate has not yet decayed much, that says the model has stopped learning, which a flat
+    end of a decayed schedule cannot. The state travels in the checkpoint, so a stopped run started
+    again stays stopped and a resumed one keeps its best step.
+    """
+
+    MIN_VALIDATIONS = 3
+
+    def __init__(self, fraction: float, val_every: int, monitor: str = "val/pesq_wb"):
+        self.fraction, self.val_every, self.monitor = fraction, val_every, monitor
+        self.best_score: float | None = None
+        self.best_step = 0
+        self.stopped_at: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.stopped_at is not None:  # a stopped run started again: nothing more to train
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score, step = float(trainer.callback_metrics[self.monitor]), trainer.global_step
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_step = score, step
+        flat_since = step - self.best_step
+        if flat_since >= max(self.fraction * step, self.MIN_VALIDATIONS * self.val_every):
+            self.stopped_at = step
+            trainer.should_stop = True
+            log.info("validation PESQ-WB flat for %d of %d steps (best %.3f at step %d): training stops",
+                     flat_since, step, self.best_score, self.best_step)
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_step": self.best_step, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_step, self.stopped_at = state["best_score"], state["best_step"], state["stopped_at"]
+
+
 class SaveOnSignal(L.Callback):
     """Turn SIGTERM and SIGINT into a clean stop: Lightning ends the step, we save ``last.ckpt``.
 

@@ -44,7 +44,7 @@ from ..errors import SekdError, WriteFailed
 from ..models.base import trust_classes
 from .module import EnhancementModule
 from .progress import progress_callbacks
-from .state import (AtomicCheckpointIO, EventsLogger, Interrupted, MetricsCSVLogger, SaveOnSignal,
+from .state import (AtomicCheckpointIO, EventsLogger, Interrupted, MetricsCSVLogger, SaveOnSignal, StopWhenFlat,
                     choose_resume_checkpoint, write_failure)
 
 log = logging.getLogger("sekd")
@@ -209,13 +209,14 @@ def run_training(module_class: type[EnhancementModule], cfg: Config) -> Path:
                            enable_version_counter=False)  # best stays best.ckpt, the path the docs name
     last = ckpt_dir / "last.ckpt"
     on_signal = SaveOnSignal(last)
+    stop = [StopWhenFlat(t.stop_when_flat, min(t.val_every, t.max_steps))] if t.stop_when_flat else []
     bar, progress = progress_callbacks()  # a live bar on a terminal, a line now and then in a log
     try:
         trainer = L.Trainer(
             max_steps=t.max_steps, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
             gradient_clip_val=t.grad_clip or None, accelerator=t.accelerator, devices=t.devices,
             strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, log_every_n_steps=t.log_every,
-            callbacks=[best, on_signal, Timer(verbose=False), *progress],  # Timer: engine.state.training_seconds
+            callbacks=[best, on_signal, Timer(verbose=False), *stop, *progress],  # Timer: state.training_seconds
             enable_progress_bar=bar,
             default_root_dir=out, num_sanity_val_steps=0,
             plugins=[AtomicCheckpointIO()],
