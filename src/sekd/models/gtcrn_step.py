@@ -438,20 +438,64 @@ def _prelu(g: _Graph, x: str, prelu: nn.PReLU) -> str:
 
 
 def _enc1(g: _Graph, net, x: str) -> str:
-    """Subband features (a (1, 3) convolution with one-hot kernels), then enc1's convolution with its BatchNorm.
+    """Subband features, then enc1's convolution with its BatchNorm, on ``x [1, 3M, T, F0]``.
 
-    Not one composed (1, 7) convolution: enc1's zero padding removes whole subband positions,
-    which a composed kernel would read from the edge bins.
+    For one frame: the subband features as a (1, 3) convolution with one-hot kernels, then enc1
+    (two operators). Over many frames (:func:`_composed_enc1`): one (1, 7) convolution of ``x``,
+    four times faster on a whole file.
     """
+    conv, bn, prelu = net.enc1
+    w, b = _fold(conv.weight, conv.bias, bn)
+    if not g.one_frame:
+        return _prelu(g, _composed_enc1(g, x, w, b, 2 * (net.f1 - 1) + 1), prelu)
     c_in = x_channels = 3 * net.in_channels
     one_hot = torch.zeros(3 * c_in, x_channels, 1, 3, dtype=torch.float64)  # channel 3c + k: bin f + k - 1 of c
     for c in range(c_in):
         for k in range(3):
             one_hot[3 * c + k, c, 0, k] = 1.0
     sub = g.op("Conv", [x, g.const(one_hot)], pads=[0, 1, 0, 1])
-    conv, bn, prelu = net.enc1
-    w, b = _fold(conv.weight, conv.bias, bn)
     return _conv_prelu(g, sub, w, b, prelu, strides=[1, 2], pads=[0, 2, 0, 2])
+
+
+def _composed_enc1(g: _Graph, x: str, w: torch.Tensor, b: torch.Tensor, bins: int) -> str:
+    """enc1 (``w [C, 3·c_in, 1, 5]``, stride 2, padding 2) on the subband features of ``x [1, c_in, T, bins]``
+    as one (1, 7) convolution of ``x``, its edge bins corrected.
+
+    Output bin o reads subband position 2o + t - 2 (tap t), which is bin 2o + t - 2 + k - 1 of
+    ``x`` (k: the feature's neighbour): the composed kernel's tap is t + k. enc1's zero padding
+    removes whole subband positions, so where a position lies outside the bins but one of its
+    neighbours inside (only the first and last output bins), the composed kernel reads a bin
+    the subband path does not: that product is subtracted there.
+    """
+    c_out, c_in = w.shape[0], w.shape[1] // 3
+    composed = torch.zeros(c_out, c_in, 1, 7, dtype=torch.float64)
+    for t in range(5):
+        for k in range(3):
+            composed[:, :, 0, t + k] += w[:, k::3, 0, t]        # feature channel 3c + k
+    y = g.op("Conv", [x, g.const(composed), g.const(b)], strides=[1, 2], pads=[0, 3, 0, 3])
+    outputs = (bins - 1) // 2 + 1
+    parts = []
+    for lo, hi in ((0, 1), (1, outputs - 1), (outputs - 1, outputs)):
+        part = g.op("Slice", [y, g.const([lo]), g.const([hi]), g.const([3])])
+        if hi - lo == 1:  # an edge bin: subtract what it read of x through positions outside the bins
+            for i, weight in _outside_reads(w, lo, bins).items():
+                edge = g.op("Slice", [x, g.const([i]), g.const([i + 1]), g.const([3])])
+                part = g.op("Sub", [part, g.op("Conv", [edge, g.const(weight[..., None, None])])])
+        parts.append(part)
+    return g.op("Concat", parts, axis=3)
+
+
+def _outside_reads(w: torch.Tensor, o: int, bins: int) -> dict[int, torch.Tensor]:
+    """Bin of x -> weight ``[C, c_in]`` that the composed kernel of :func:`_composed_enc1` applies to it at output
+    bin ``o`` through subband positions outside the bins (which the subband path reads as zeros)."""
+    reads = {}
+    for t in range(5):
+        q = 2 * o + t - 2                                    # the subband position of tap t
+        for k in range(3):
+            i = q + k - 1                                    # the bin of x that feature k of it holds
+            if not 0 <= q < bins and 0 <= i < bins:
+                reads[i] = reads.get(i, 0) + w[:, k::3, 0, t]
+    return reads
 
 
 def _temporal_block(g: _Graph, block, x: str, history: str, gru_state: str, new_history: str,
