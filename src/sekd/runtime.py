@@ -249,37 +249,80 @@ class OnnxStep:
         for buffer, start in zip(self._buffers[0], self.initial):
             buffer[...] = start
 
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        self._feats[...] = feats
+    @property
+    def feats(self) -> np.ndarray:
+        """The graph's bound feature input: what :meth:`run` reads (write the next frame's features into it)."""
+        return self._feats
+
+    def run(self) -> np.ndarray:
+        """One call on the features in :attr:`feats`; returns the bound mask output, overwritten by the next call."""
         self.session.run_with_iobinding(self._bindings[self._turn])
         self._turn = 1 - self._turn
-        return self._mask.copy()
+        return self._mask
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        """One call on ``feats``; returns a copy of the mask."""
+        self._feats[...] = feats
+        return self.run().copy()
 
 
 # -- the signal path of sekd.signal, in numpy ---------------------------------------------------
-def features(spec: np.ndarray, compress: float | None) -> np.ndarray:
+# Written for few numpy calls, each into a buffer where it can (a call costs about a microsecond, as
+# much as its arithmetic on one frame): these run around every streamed hop.
+def features(spec: np.ndarray, compress: float | None, out: np.ndarray | None = None) -> np.ndarray:
     """``[M, F]`` complex spectrum -> network input ``[1, 2M, 1, F]``: compressed real parts, then imaginary."""
-    return sequence_features(spec[:, None], compress)
+    return sequence_features(spec[:, None], compress, out)
 
 
-def sequence_features(spec: np.ndarray, compress: float | None) -> np.ndarray:
-    """``[M, T, F]`` complex spectra -> network input ``[1, 2M, T, F]``."""
-    if compress is not None and compress != 1.0:
-        mag = np.maximum(np.abs(spec), np.float32(COMPRESS_EPS))
-        spec = spec * mag ** np.float32(compress - 1.0)
-    return np.concatenate([spec.real, spec.imag]).astype(np.float32)[None]
+def sequence_features(spec: np.ndarray, compress: float | None, out: np.ndarray | None = None) -> np.ndarray:
+    """``[M, T, F]`` complex spectra -> network input ``[1, 2M, T, F]`` float32 (into ``out`` when given).
+
+    The compression's gain max(|Y|, eps)^(p - 1) is exp((p - 1)·log): numpy's float32 log and
+    exp are vectorised, its power is not (half the time on a whole file).
+    """
+    m = spec.shape[0]
+    if out is None:
+        out = np.empty((1, 2 * m, *spec.shape[1:]), np.float32)
+    real, imag = out[0, :m], out[0, m:]
+    if compress is None or compress == 1.0:
+        real[...], imag[...] = spec.real, spec.imag
+        return out
+    gain = np.abs(spec)
+    np.maximum(gain, COMPRESS_EPS, out=gain)
+    np.log(gain, out=gain)
+    gain *= compress - 1.0
+    np.exp(gain, out=gain)
+    np.multiply(spec.real, gain, out=real)
+    np.multiply(spec.imag, gain, out=imag)
+    return out
 
 
 def apply_polar_mask(mask: np.ndarray, ref_spec: np.ndarray) -> np.ndarray:
-    """``mask [2, ..., F]`` (M_r, M_i) on the reference spectrum ``[..., F]``: tanh(|M|)·|Y|·exp(j(∠Y + ∠M))."""
+    """``mask [2, ..., F]`` (M_r, M_i) on the reference spectrum ``[..., F]``: tanh(|M|)·|Y|·exp(j(∠Y + ∠M)),
+    computed as Y·M·tanh(|M|)/|M| (|M| with the epsilon inside the root, as :func:`sekd.signal.apply_polar_mask`)."""
     m_r, m_i = mask[0], mask[1]
-    norm = np.sqrt(m_r ** 2 + m_i ** 2 + np.float32(MASK_EPS))
-    return np.tanh(norm) * ref_spec * ((m_r + 1j * m_i) / norm)
+    norm = m_r * m_r
+    norm += m_i * m_i
+    norm += MASK_EPS
+    np.sqrt(norm, out=norm)
+    gain = np.tanh(norm)
+    gain /= norm
+    rotation = np.empty(m_r.shape, np.complex64)
+    parts = rotation.view(np.float32).reshape(*m_r.shape, 2)     # (re, im) pairs of the complex array
+    np.multiply(m_r, gain, out=parts[..., 0])
+    np.multiply(m_i, gain, out=parts[..., 1])
+    rotation *= ref_spec
+    return rotation
 
 
 def enhance_spectrum(step: OnnxStep, spec: np.ndarray, compress: float | None, ref_channel: int) -> np.ndarray:
-    """One frame through the exported graph with the signal path in numpy: spectra ``[M, F]`` -> enhanced ``[F]``."""
-    mask = step(features(spec, compress))                               # (1, 2, 1, F)
+    """One frame through the exported graph with the signal path in numpy: spectra ``[M, F]`` -> enhanced ``[F]``.
+
+    The features are written into the step's bound input and the mask read from its bound
+    output: no array is copied on the way.
+    """
+    features(spec, compress, step.feats)
+    mask = step.run()                                                    # (1, 2, 1, F)
     return apply_polar_mask(mask[0, :, 0], spec[ref_channel])
 
 
@@ -306,6 +349,8 @@ class OverlapAddStreamer:
         self.n_fft, self.hop, self.channels, self.sample_rate = n_fft, hop, channels, sample_rate
         self.window = np.asarray(window, dtype=np.float32)
         self.window_sq = self.window ** 2
+        # After this many frames the squared windows overlap-added before a frame no longer change.
+        self._envelope_frames = -(-n_fft // hop)
         self.reset()
 
     def enhance_frame(self, spec: np.ndarray) -> np.ndarray:
@@ -321,19 +366,26 @@ class OverlapAddStreamer:
     def latency_ms(self) -> float:
         return 1000.0 * self.latency / self.sample_rate
 
+    # Buffers are allocated here and written in place per hop: at one frame per push, numpy's cost per
+    # call (about a microsecond) is what the framing costs, so it makes as few calls as it can.
     def reset(self) -> None:
         """Start a new stream (all buffers back to zero; a subclass also resets its network state)."""
         n_fft = self.n_fft
         self._received = 0                                           # input samples pushed so far
         self._emitted = 0                                            # output samples returned so far
-        self._pending = np.zeros((self.channels, 0), np.float32)     # padded input not yet framed
+        # Input not yet framed (from _next on), kept with at least the last n_fft/2 + 1 samples fed,
+        # which flush mirrors; _used of its columns hold samples.
+        self._input = np.zeros((self.channels, 2 * n_fft), np.float32)
+        self._used = 0
+        self._next = 0                                               # where the next frame starts
         self._started = False                                        # start mirrored in yet?
         self._ola = np.zeros(n_fft, np.float32)                      # overlap-add of the current frame span
         self._env = np.zeros(n_fft, np.float32)                      # and of the squared window
-        self._ready = [np.zeros(self.latency, np.float32)]           # finished output, the delay first
+        self._frames = 0                                             # frames overlap-added so far
+        self._steady_inverse = None                                  # 1 / envelope of a hop once it is constant
+        self._ready = np.zeros(self.latency + n_fft, np.float32)     # finished output, the delay first
         self._ready_len = self.latency
         self._to_skip = n_fft // 2                                   # finished samples that fall in the start pad
-        self._tail = np.zeros((self.channels, 0), np.float32)        # last n_fft/2 + 1 inputs, to mirror the end
 
     def _check(self, audio) -> np.ndarray:
         audio = np.asarray(audio, dtype=np.float32)
@@ -361,56 +413,93 @@ class OverlapAddStreamer:
             return np.zeros(0, np.float32)
         if total < n_fft:  # as enhance_array: zeros up to one window
             self._feed(np.zeros((self.channels, n_fft - total), np.float32))
-        self._feed(self._tail[:, -2:-half - 2:-1], end=True)  # reflection of the last n_fft/2 samples
+        tail = self._input[:, self._used - half - 1:self._used]       # the last n_fft/2 + 1 samples fed
+        self._feed(tail[:, -2::-1].copy(), end=True)                  # reflection of the last n_fft/2 samples
         # No more frames: everything overlap-added so far is final.
         self._finish(n_fft)
         out = self._take(total + self.latency - self._emitted)
         self.reset()
         return out
 
+    def _append(self, audio: np.ndarray) -> None:
+        """Add ``audio`` after the input buffer's samples (the buffer grows when it must)."""
+        n = audio.shape[1]
+        if self._used + n > self._input.shape[1]:
+            grown = np.zeros((self.channels, max(2 * self._input.shape[1], self._used + n)), np.float32)
+            grown[:, :self._used] = self._input[:, :self._used]
+            self._input = grown
+        self._input[:, self._used:self._used + n] = audio
+        self._used += n
+
     def _feed(self, audio: np.ndarray, end: bool = False) -> None:
         n_fft, hop, half = self.n_fft, self.hop, self.n_fft // 2
         if not end:
             self._received += audio.shape[1]
-            self._tail = np.concatenate([self._tail, audio], axis=1)[:, -(half + 1):]
-        self._pending = np.concatenate([self._pending, audio], axis=1)
+        self._append(audio)
         if not self._started:
-            if self._pending.shape[1] <= half:
+            if self._used <= half:
                 return
-            self._pending = np.concatenate([self._pending[:, half:0:-1], self._pending], axis=1)
+            fed = self._input[:, :self._used].copy()
+            self._used = 0
+            self._append(fed[:, half:0:-1])  # the start mirrored, as torch.stft(center=True)
+            self._append(fed)
             self._started = True
-        start = 0
-        while self._pending.shape[1] - start >= n_fft:
-            self._frame(self._pending[:, start:start + n_fft])
+        while self._used - self._next >= n_fft:
+            self._frame(self._input[:, self._next:self._next + n_fft])
             self._finish(hop)
-            start += hop
-        if start:
-            self._pending = self._pending[:, start:]
+            self._next += hop
+        # Drop what no frame and no mirrored end will read again.
+        drop = min(self._next, self._used - half - 1)
+        if drop > 0:
+            self._input[:, :self._used - drop] = self._input[:, drop:self._used]
+            self._used -= drop
+            self._next -= drop
 
     def _frame(self, frame: np.ndarray) -> None:
         """One STFT frame through :meth:`enhance_frame`; its inverse is overlap-added."""
         enhanced = self.enhance_frame(np.fft.rfft(frame * self.window))
-        self._ola += np.fft.irfft(enhanced, n=self.n_fft).astype(np.float32, copy=False) * self.window
-        self._env += self.window_sq
+        inverse = np.fft.irfft(enhanced, n=self.n_fft).astype(np.float32, copy=False)
+        inverse *= self.window
+        self._ola += inverse
+        if self._steady_inverse is None:
+            self._env += self.window_sq
+            self._frames += 1
+
+    def _envelope(self, count: int) -> np.ndarray:
+        """The first ``count`` samples of the squared windows' overlap-add, 1 where it is (nearly) zero."""
+        env = self._env[:count]
+        return np.where(env > 1e-11, env, np.float32(1.0))
 
     def _finish(self, count: int) -> None:
         """Move the first ``count`` overlap-added samples, now final, to the output queue."""
-        done = self._ola[:count] / np.where(self._env[:count] > 1e-11, self._env[:count], np.float32(1.0))
-        for buffer in (self._ola, self._env):  # shifted in place: no new arrays per hop
-            buffer[:-count] = buffer[count:]
-            buffer[-count:] = 0.0
         skip = min(self._to_skip, count)
         self._to_skip -= skip
-        if skip < count:
-            self._ready.append(done[skip:])
-            self._ready_len += count - skip
+        size = self._ready_len + count - skip
+        if size > self._ready.shape[0]:
+            grown = np.zeros(2 * size, np.float32)
+            grown[:self._ready_len] = self._ready[:self._ready_len]
+            self._ready = grown
+        done = self._ready[self._ready_len:size]
+        if count == self.hop and self._steady_inverse is not None:  # the envelope stays as it is
+            np.multiply(self._ola[skip:count], self._steady_inverse[skip:], out=done)
+        else:
+            envelope = self._envelope(count)
+            np.divide(self._ola[skip:count], envelope[skip:], out=done)
+            if count == self.hop and self._frames > self._envelope_frames:
+                self._steady_inverse = 1.0 / envelope  # every later frame sees this envelope: stop updating it
+            self._env[:-count] = self._env[count:]
+            self._env[-count:] = 0.0
+        self._ready_len = size
+        self._ola[:-count] = self._ola[count:]  # shifted in place: no new arrays per hop
+        self._ola[-count:] = 0.0
 
     def _take(self, count: int) -> np.ndarray:
         if count > self._ready_len:  # cannot happen with latency n_fft - 1; guards the arithmetic above
             raise RuntimeError(f"streaming: {count} samples asked, {self._ready_len} ready")
-        ready = np.concatenate(self._ready) if len(self._ready) != 1 else self._ready[0]
-        out, rest = ready[:count], ready[count:]
-        self._ready, self._ready_len = [rest], rest.shape[0]
+        out = self._ready[:count].copy()
+        rest = self._ready_len - count
+        self._ready[:rest] = self._ready[count:self._ready_len]
+        self._ready_len = rest
         self._emitted += count
         return out
 

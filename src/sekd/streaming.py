@@ -27,8 +27,8 @@ from .checkpoint import load_enhancer
 from .errors import SekdError
 from .export import FEATS_INPUT, MASK_OUTPUT, export_step, state_output
 from .models import SpeechEnhancer
-from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, enhance_spectrum, onnx_session, \
-    read_stream_format, stream_array
+from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, apply_polar_mask, enhance_spectrum, \
+    features, onnx_session, read_stream_format, stream_array
 from .step import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
 
 __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file", "stream_array",
@@ -36,7 +36,9 @@ __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file",
 
 
 class TorchRunner:
-    """One frame in PyTorch: :mod:`sekd.signal`'s features and mask around :class:`CausalStep`, state held between calls."""
+    """One frame in PyTorch: :class:`CausalStep` with the state held between calls, inside the runtime's numpy
+    signal path (:func:`sekd.runtime.features`, :func:`sekd.runtime.apply_polar_mask`; tested equal to
+    :mod:`sekd.signal`): a dozen numpy calls cost less than the same work as small torch operators."""
 
     def __init__(self, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int, channels: int):
         self.initial_state = step.initial_state
@@ -49,10 +51,11 @@ class TorchRunner:
 
     def enhance(self, spec: np.ndarray) -> np.ndarray:
         """Spectra ``[M, F]`` -> enhanced spectrum ``[F]``."""
-        spec = torch.from_numpy(spec)[None, :, None]                                  # (1, M, 1, F)
+        # A new array each frame, not a reused buffer: a step may keep its input in its state.
+        feats = torch.from_numpy(features(spec, self.cfg.compress))
         with torch.inference_mode():
-            mask, *self.state = self.step(sig.features(spec, self.cfg), *self.state)
-            return sig.apply_polar_mask(mask, spec[:, self.ref_channel])[0, 0].numpy()
+            mask, *self.state = self.step(feats, *self.state)
+        return apply_polar_mask(mask.numpy()[0, :, 0], spec[self.ref_channel])
 
 
 class OnnxRunner:
@@ -102,10 +105,10 @@ class StreamingEnhancer(OverlapAddStreamer):
     training crop), after which attention sees the last ``cache_seconds``, a bounded look-back.
 
     ``engine="torch"`` runs the step in PyTorch (a traceable one, GTCRN's, as a frozen
-    TorchScript graph: :meth:`sekd.step.CausalStep.frozen`), each frame's features and mask
-    through :mod:`sekd.signal` as offline; ``engine="onnx"`` runs it in onnxruntime, from
+    TorchScript graph: :meth:`sekd.step.CausalStep.frozen`); ``engine="onnx"`` runs it in onnxruntime, from
     ``onnx_model`` (a file or its bytes) or, when that is None, from an in-memory export,
-    with the runtime's numpy signal path (as :class:`sekd.runtime.OnnxStreamer`).
+    as :class:`sekd.runtime.OnnxStreamer` does. Both run each frame's features and mask with
+    the runtime's numpy signal path.
     """
 
     def __init__(self, model: SpeechEnhancer, engine: str = "torch", onnx_model: bytes | str | None = None,
