@@ -206,8 +206,10 @@ class OneFrameGTCRN(nn.Module):
                 put(f"block{i}_{key}", value)
         self.dilations = [b.depthwise.conv.dilation[0] for b in [*net.enc_blocks, *net.dec_blocks]]
         for i, layer in enumerate(net.middle):
-            for key, value in _gru_packed(*layer.intra.fused_weights()).items():
-                put(f"mid{i}_intra_{key}", value)
+            intra = _gru_packed(*layer.intra.fused_weights())
+            put(f"mid{i}_intra_x", intra["x"]), put(f"mid{i}_intra_x_bias", intra["x_bias"])
+            # The state's part of all four blocks [W_hn·h | r | z | n] (zero in the last): one product per step.
+            put(f"mid{i}_intra_h", torch.cat([intra["h_rh"], intra["h_z"], torch.zeros_like(intra["h_z"])], dim=1))
             put(f"mid{i}_backward", layer.intra.backward)
             for key, value in _gru_cell_weights(_gru_packed(*layer.inter.fused_weights())).items():
                 put(f"mid{i}_inter_{key}", value)
@@ -273,13 +275,14 @@ class OneFrameGTCRN(nn.Module):
         """One dual-path GRU layer on ``x [F, C]``: (output, new time-GRU state)."""
         w = lambda name: getattr(self, f"mid{i}_{name}")  # noqa: E731
         shape = tuple(x.shape)
-        # Frequency GRU: both directions and groups as one GRU over [x, x reversed], bin by bin.
-        inputs = torch.addmm(w("intra_x_bias"), torch.cat([x, x.flip(0)], dim=1), w("intra_x"))
+        # Frequency GRU: both directions and groups as one GRU over [x, x reversed], bin by bin. Each step
+        # is one product giving [W_hn·h + b_hn | r | z | n] and views of it (a view costs less than a product).
+        inputs = torch.addmm(w("intra_x_bias"), torch.cat([x, x.flip(0)], dim=1), w("intra_x")).unbind(0)
         hidden = self.intra_start.shape[1]
-        rh, z, n = (part.unbind(0) for part in inputs.split([2 * hidden, hidden, hidden], dim=1))
         h, outs = self.intra_start, []
-        for f in range(len(rh)):
-            h = _gru_update(torch.addmm(rh[f], h, w("intra_h_rh")), torch.addmm(z[f], h, w("intra_h_z")), n[f], h)
+        for row in inputs:
+            p = torch.addmm(row, h, w("intra_h"))
+            h = _gru_update(p[:, :2 * hidden], p[:, 2 * hidden:3 * hidden], p[:, 3 * hidden:], h)
             outs.append(h)
         r = torch.cat(outs)
         r = torch.where(w("backward"), r.flip(0), r)
