@@ -552,7 +552,8 @@ def stft(audio: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndar
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: int) -> np.ndarray:
     """``[T, F]`` complex -> ``[length]`` real: overlap-add divided by the squared window's sum, as ``torch.istft``."""
-    frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32) * window          # (T, n_fft)
+    frames = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)       # (T, n_fft)
+    frames *= window
     count = frames.shape[0]
     out = np.zeros(n_fft + hop * count, np.float32)  # one hop more than the frames span: room for the views below
     envelope = np.zeros_like(out)
