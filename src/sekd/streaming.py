@@ -28,7 +28,7 @@ from .errors import SekdError
 from .export import FEATS_INPUT, MASK_OUTPUT, export_step, state_output
 from .models import SpeechEnhancer
 from .runtime import OnnxStep, OverlapAddStreamer, algorithmic_latency, apply_polar_mask, enhance_spectrum, \
-    features, onnx_session, read_stream_format, stream_array
+    features, read_stream_format, step_session, stream_array
 from .step import CACHE_SECONDS, CausalStep, attention_cache_frames, require_causal
 
 __all__ = ["StreamingEnhancer", "StreamedModel", "load_streamer", "stream_file", "stream_array",
@@ -71,7 +71,7 @@ class OnnxRunner:
     def __init__(self, onnx_model: bytes | str, step: CausalStep, cfg: sig.SignalConfig, ref_channel: int,
                  threads: int | None = 1):
         where = onnx_model if isinstance(onnx_model, str) else "the exported ONNX model"
-        session = onnx_session(onnx_model, threads, where)
+        session = step_session(onnx_model, threads, where)
         if any(k.startswith("sekd.") for k in session.get_modelmeta().custom_metadata_map):
             fmt = read_stream_format(session, where)
             window = sig._window(cfg, "cpu").numpy()
