@@ -1,8 +1,10 @@
-"""The cheaper forms GTCRN's written ONNX graphs take for speed (models/gtcrn_step.py) give the PyTorch model's values.
+"""The cheaper forms taken for speed give the same values: GTCRN's written ONNX graphs (models/gtcrn_step.py)
+against the PyTorch model, the runtime's numpy signal path against sekd.signal, and the session
+choice for small steps.
 
-Each form depends on the weights (PReLU slopes) or on the band layout (enc1's edge bins), so
-the ranges that pick them are tested apart; test_gtcrn_onnx.py and test_offline_onnx.py test
-the graphs on trained-looking weights.
+Each graph form depends on the weights (PReLU slopes) or on the band layout (enc1's edge
+bins), so the ranges that pick them are tested apart; test_gtcrn_onnx.py and
+test_offline_onnx.py test the graphs on trained-looking weights.
 """
 
 from collections import Counter
@@ -14,7 +16,8 @@ import torch
 
 from sekd.export import export_step
 from sekd.models import build_enhancer
-from sekd.runtime import OnnxEnhancer, OnnxStreamer, stream_array
+from sekd import signal as sig
+from sekd.runtime import OnnxEnhancer, OnnxStreamer, apply_polar_mask, sequence_features, step_session, stream_array
 
 from test_offline_onnx import noisy, offline
 from test_gtcrn_onnx import trained_looking
@@ -61,3 +64,30 @@ def test_composed_enc1_equals_the_subband_path_at_the_edge_bins(preset, in_chann
     np.testing.assert_allclose(OnnxEnhancer(export_step(model, offline=True))(audio), want, atol=1e-4)
     # The per-hop graph (the one-hot subband convolution) agrees too.
     np.testing.assert_allclose(stream_array(OnnxStreamer(export_step(model)), audio), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("compress", [0.3, 0.5, 1.0, None])
+def test_numpy_features_and_polar_mask_are_sekd_signals(compress):
+    rng = np.random.default_rng(7)
+    spec = (rng.standard_normal((2, 5, 257)) + 1j * rng.standard_normal((2, 5, 257))).astype(np.complex64)
+    spec[:, 0, :4] = 0  # the compression's epsilon
+    cfg = sig.SignalConfig(compress=compress)
+    want = sig.features(torch.from_numpy(spec)[None], cfg).numpy()
+    out = np.full((1, 4, 5, 257), np.nan, np.float32)
+    assert sequence_features(spec, compress, out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-7)
+    mask = rng.standard_normal((2, 5, 257)).astype(np.float32)
+    mask[:, 1, :3] = 0  # the mask's epsilon
+    want = sig.apply_polar_mask(torch.from_numpy(mask)[None], torch.from_numpy(spec[0])[None])[0].numpy()
+    got = apply_polar_mask(mask, spec[0])
+    assert got.dtype == np.complex64
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_small_steps_run_without_the_memory_arena():
+    """GTCRN's step (inputs of some ten thousand values) without onnxruntime's arena, a DPDCRN student's with it."""
+    torch.manual_seed(0)
+    small = step_session(export_step(build_enhancer("gtcrn").eval()))
+    large = step_session(export_step(build_enhancer("tiny", causal=True).eval()))
+    assert not small.get_session_options().enable_cpu_mem_arena
+    assert large.get_session_options().enable_cpu_mem_arena
