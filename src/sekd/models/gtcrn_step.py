@@ -25,8 +25,8 @@ after onnxruntime's optimisations; written for one frame it has about half as ma
 The same builder writes the graph for a time axis of any length (:func:`frames_graph`,
 ``sekd export --offline``): a whole file in one call. There each operator's own speed
 counts, not their number, so a few parts take another form (the frequency GRU written out
-bin by bin, PReLU from Relu, the band maps on the merged bins only, the subband features
-folded into enc1's convolution).
+bin by bin, PReLU as max(x, a·x) or from Relu, the band maps on the merged bins only, the
+subband features folded into enc1's convolution).
 
 The graph's inputs, outputs and state shapes are those of :class:`GTCRNStep` (the names
 the exporter gives), so :mod:`sekd.export` writes it in place of the traced graph and the
@@ -440,8 +440,10 @@ def _prelu(g: _Graph, x: str, prelu: nn.PReLU) -> str:
     slope = g.const(weight.reshape(-1, 1, 1))
     if g.one_frame:
         return g.op("PRelu", [x, slope])
-    if bool(((weight >= 0) & (weight <= 1)).all()) or bool((weight >= 1).all()):
-        return g.op("Max" if bool((weight <= 1).all()) else "Min", [x, g.op("Mul", [x, slope])])
+    if bool(((weight >= 0) & (weight <= 1)).all()):
+        return g.op("Max", [x, g.op("Mul", [x, slope])])
+    if bool((weight >= 1).all()):
+        return g.op("Min", [x, g.op("Mul", [x, slope])])
     positive = g.op("Relu", [x])
     return g.op("Add", [positive, g.op("Mul", [g.op("Sub", [x, positive]), slope])])
 
