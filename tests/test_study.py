@@ -305,6 +305,10 @@ def test_more_splits_are_scored_into_each_result_and_reported_beside_the_main_on
     assert main(["report", str(study), "-o", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Every split side by side" in text and "## Split test" in text and "## Split ood" in text
+    # each split has its own table by condition (ood's speech sources are not test's), in its own section
+    ood_section = text[text.index("## Split ood"):]
+    assert "### PESQ-WB by condition of the test files" in text[:text.index("## Split ood")]
+    assert "### PESQ-WB by condition of the ood files" in ood_section
 
 
 def test_tuning_extends_the_grid_past_an_end_until_the_best_lambda_is_inside(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ output folder:
   in the study's tuning stage with the validation score of every λ of the grid
   (``tune/choice.json``); and, for
   the built-in corpus, mean PESQ-WB per condition (SNR band, room, speech source, noise type) of
-  the input, the teacher and the no-KD and I²S-TFCKD students (:func:`condition_table`);
+  the input, the teacher and the no-KD and I²S-TFCKD students on each split (:func:`condition_table`);
   and how I²S-TFCKD's inter-set term and its teacher-side targets move during training, from
   the runs' training logs (:func:`inter_set_table`).
 - ``bars.png`` (means with their intervals), ``curves.png`` (validation PESQ-WB against
@@ -320,10 +320,11 @@ def _conditions(results_dir: Path | None) -> dict[str, list[str]]:
     return conditions
 
 
-def condition_table(systems: dict[str, list[dict]], results_dir: Path | None) -> list[str]:
+def condition_table(systems: dict[str, list[dict]], results_dir: Path | None, split: str = "test") -> list[str]:
     """Markdown lines: mean PESQ-WB per condition of the corpus (:func:`_conditions`) for the input, the
     teacher and the no-KD and I²S-TFCKD students (per file averaged over seeds), with teacher − noKD:
-    where the teacher has something to transfer. ``[]`` without a manifest or a teacher and a no-KD student."""
+    where the teacher has something to transfer. ``systems``: one split's results (``split`` names it in
+    the title). ``[]`` without a manifest or a teacher and a no-KD student."""
     conditions = _conditions(results_dir)
     if not conditions or "teacher" not in systems or NO_KD not in systems:
         return []
@@ -339,7 +340,7 @@ def condition_table(systems: dict[str, list[dict]], results_dir: Path | None) ->
             groups.setdefault(label, []).append(file_id)
     order = [label for _, _, label in SNR_BANDS] + ["dry", "reverberant"]
     labels = [g for g in order if g in groups] + sorted(g for g in groups if g not in order)
-    lines = ["### PESQ-WB by condition of the test files", "",
+    lines = [f"### PESQ-WB by condition of the {split} files", "",
              "| condition | files | " + " | ".join(names) + " | teacher − none |", "|---|---:|" + "---:|" * (len(names) + 1)]
     for label in labels:
         means = {n: float(np.nanmean([per_file[n].get(i, math.nan) for i in groups[label]])) for n in names}
@@ -452,8 +453,8 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     """The markdown of ``report.md`` (see the module docstring); ``results_dir`` adds the tuning table.
 
     With splits scored beside the main one, a side-by-side table comes first, then every
-    score table per split; the tables by condition, of the inter-set term, of the tuning
-    and of the training time follow once."""
+    score table and table by condition per split; the tables of the inter-set term, of the
+    tuning and of the training time follow once."""
     main = (_study_config(results_dir).get("evaluation") or {}).get("split", "test")
     others = scored_splits(systems)
     lines = []
@@ -462,12 +463,13 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
         lines += ["## Every split side by side", "", *side_by_side_table(views), ""]
         for split, view in views.items():
             note = f" ({SPLIT_NOTES[split]})" if split in SPLIT_NOTES else ""
-            lines += [f"## Split {split}{note}", "", *score_tables(view), ""]
+            conditions = condition_table(view, results_dir, split)  # e.g. ood's speech sources apart
+            lines += [f"## Split {split}{note}", "", *score_tables(view), ""] + ([*conditions, ""] if conditions else [])
     else:
-        lines += [*score_tables(systems), ""]
-    for section in (condition_table(systems, results_dir), inter_set_table(systems)):
-        if section:
-            lines += [*section, ""]
+        conditions = condition_table(systems, results_dir, main)
+        lines += [*score_tables(systems), ""] + ([*conditions, ""] if conditions else [])
+    inter = inter_set_table(systems)
+    lines += [*inter, ""] if inter else []
     for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
         if section:
             lines += [*section, ""]
