@@ -447,10 +447,7 @@ class OverlapAddStreamer:
     def _append(self, audio: np.ndarray) -> None:
         """Add ``audio`` after the input buffer's samples (the buffer grows when it must)."""
         n = audio.shape[1]
-        if self._used + n > self._input.shape[1]:
-            grown = np.zeros((self.channels, max(2 * self._input.shape[1], self._used + n)), np.float32)
-            grown[:, :self._used] = self._input[:, :self._used]
-            self._input = grown
+        self._input = _with_room(self._input, self._used, self._used + n)
         self._input[:, self._used:self._used + n] = audio
         self._used += n
 
@@ -498,10 +495,7 @@ class OverlapAddStreamer:
         skip = min(self._to_skip, count)
         self._to_skip -= skip
         size = self._ready_len + count - skip
-        if size > self._ready.shape[0]:
-            grown = np.zeros(2 * size, np.float32)
-            grown[:self._ready_len] = self._ready[:self._ready_len]
-            self._ready = grown
+        self._ready = _with_room(self._ready, self._ready_len, size)
         done = self._ready[self._ready_len:size]
         if count == self.hop and self._steady_inverse is not None:  # the envelope stays as it is
             np.multiply(self._ola[skip:count], self._steady_inverse[skip:], out=done)
@@ -525,6 +519,16 @@ class OverlapAddStreamer:
         self._ready_len = rest
         self._emitted += count
         return out
+
+
+def _with_room(buffer: np.ndarray, used: int, size: int) -> np.ndarray:
+    """``buffer`` when its last axis holds ``size`` samples, else a zeroed one of twice that with the first
+    ``used`` kept: the streamer's buffers grow rarely and are written in place."""
+    if size <= buffer.shape[-1]:
+        return buffer
+    grown = np.zeros((*buffer.shape[:-1], 2 * size), buffer.dtype)
+    grown[..., :used] = buffer[..., :used]
+    return grown
 
 
 def stream_array(streamer: OverlapAddStreamer, audio: np.ndarray, block: int | None = None) -> np.ndarray:
