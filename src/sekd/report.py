@@ -457,20 +457,17 @@ def format_report(systems: dict[str, list[dict]], results_dir: Path | None = Non
     tuning and of the training time follow once."""
     main = (_study_config(results_dir).get("evaluation") or {}).get("split", "test")
     others = scored_splits(systems)
-    lines = []
-    if others:
-        views = {main: systems, **{split: split_view(systems, split) for split in others}}
-        lines += ["## Every split side by side", "", *side_by_side_table(views), ""]
-        for split, view in views.items():
+    views = {main: systems, **{split: split_view(systems, split) for split in others}}
+    lines = ["## Every split side by side", "", *side_by_side_table(views), ""] if others else []
+    for split, view in views.items():
+        if others:
             note = f" ({SPLIT_NOTES[split]})" if split in SPLIT_NOTES else ""
-            conditions = condition_table(view, results_dir, split)  # e.g. ood's speech sources apart
-            lines += [f"## Split {split}{note}", "", *score_tables(view), ""] + ([*conditions, ""] if conditions else [])
-    else:
-        conditions = condition_table(systems, results_dir, main)
-        lines += [*score_tables(systems), ""] + ([*conditions, ""] if conditions else [])
-    inter = inter_set_table(systems)
-    lines += [*inter, ""] if inter else []
-    for section in (tuning_table(results_dir), training_time_table(systems, results_dir)):
+            lines += [f"## Split {split}{note}", ""]
+        # Conditions per split: ood's speech sources are not test's.
+        for section in (score_tables(view), condition_table(view, results_dir, split)):
+            if section:
+                lines += [*section, ""]
+    for section in (inter_set_table(systems), tuning_table(results_dir), training_time_table(systems, results_dir)):
         if section:
             lines += [*section, ""]
     return "\n".join(lines).rstrip("\n") + "\n"
