@@ -7,7 +7,7 @@
 #                                       teacher and both students on the 150 test files and the 150
 #                                       out-of-domain (ood) files, print the tables and the file-by-file
 #                                       comparisons (sekd compare) of each split
-#   bash scripts/quickstart.sh --full   about 60 minutes: trains the teacher too (configs/cpu-teacher.yaml)
+#   bash scripts/quickstart.sh --full   about 2 hours: trains the teacher too (configs/cpu-teacher.yaml)
 #                                       and distils from it; the students' full schedule, DNSMOS scores
 #
 # What the short job gives up against --full (whose table is results/quickstart/table.md): the students
@@ -15,8 +15,8 @@
 # 0.04-0.05 PESQ-WB below 600 steps on the valid split, results/schedule-probes/README.md), they validate
 # twice instead of five times, and the table has no DNSMOS columns (0.4 s per file and system on 2 cores,
 # about 4 minutes more). The teacher is the CPU study's, shipped as pretrained:cpu-teacher (2400 steps, best
-# at step 1200; 1.650 PESQ-WB on the test files against the full job's 1.640), not one trained here. Every
-# file of the test split is scored, as in the full job.
+# at step 1200, on the corpus before it was widened; 1.590 PESQ-WB on today's test files against the full
+# job's 1.648), not one trained here. Every file of both splits is scored, as in the full job.
 #
 # Every stage resumes or skips what an interrupted run already finished (sekd train resumes from
 # last.ckpt; the evaluation runs again). Each stage prints a line when it starts, with an estimate of the
@@ -36,20 +36,19 @@ sekd() { "$PYTHON" -m sekd "$@"; }
 DATA=data/builtin
 SHIPPED_TEACHER=pretrained:cpu-teacher   # the CPU study's teacher, shipped with sekd (sekd models)
 
-# Seconds each stage takes on 2 idle cores (AMD EPYC), for the time-left estimates. Measured: the students'
+# Seconds each stage takes on 2 idle cores (AMD EPYC), for the time-left estimates. Short job: the students'
 # steps, one thread each with both running, 2.0 s (I²S-TFCKD) and 0.75 s (no KD) per step, which is what the
 # CPU study's runs took (results/study-cpu/*/seed*/result.json, train_seconds / 600); a validation of 40 files
-# about 17 s; scoring 4 systems without DNSMOS about 2.3 s of one core per test file; the teacher's 1200
-# steps and the evaluation with DNSMOS from the full job's run (29 and 9 min); the corpus (with the pools
-# for online mixing) 3.5 min on 2 cores plus about 1 GB of Debian packages to fetch on a fresh machine (an
-# estimate: the corpus of 2026-12-07 has not been timed inside this script yet); scoring now covers the test
-# and ood splits (300 files).
+# about 17 s; scoring 4 systems on the test and ood splits (300 files) without DNSMOS about 2.3 s of one core
+# per file. Full job: its run of 2026-12-07 on an AVX2 host (results/quickstart/quickstart.log): teacher 53
+# min, students 30, evaluation with DNSMOS 27. The corpus with the pools for online mixing: 3.5 min on 2
+# cores, plus about 1 GB of Debian packages to fetch on a fresh machine.
 if $FULL; then
     OUT=${OUT:-runs/quickstart-full}
     STUDENT_ARGS=()                         # the configs' schedule: 600 steps, a validation every 120
     EVALUATE_ARGS=()
     STAGES=(setup corpus teacher students evaluation comparison)
-    ESTIMATES=(20 420 1750 1330 1080 10)
+    ESTIMATES=(20 420 3160 1810 1650 30)
 else
     OUT=${OUT:-runs/quickstart}
     STUDENT_ARGS=(train.max_steps=300 train.val_every=150)
