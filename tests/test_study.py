@@ -117,6 +117,29 @@ def test_tuning_chooses_by_validation_and_the_seed_run_reuses_it(finished_study)
     assert seed0["curve"] and all(len(point) == 2 for point in seed0["curve"])
 
 
+def test_weights_from_takes_another_studys_choice_and_tunes_nothing(finished_study, tmp_path):
+    from sekd.report import tuning_table
+    from sekd.study import take_weights_from
+    _, out = finished_study
+    source = out / "tune" / "choice.json"
+    chosen = json.loads(source.read_text())["methods"]["i2s_tfckd"]["chosen"]
+    path = write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out")
+    study = load_study(path, [f"weights_from={source}"])
+    take_weights_from(study)
+    assert study.weights == {"pkt": 0.5, "i2s_tfckd": chosen} and not plan_tuning(study)
+    assert {r.system: r.weight for r in plan_runs(study)[1:4]} == {"none": 1.0, "i2s_tfckd": chosen, "pkt": 0.5}
+    copied = json.loads((tmp_path / "out" / "tune" / "choice.json").read_text())
+    assert copied["from"] == str(source) and list(copied["methods"]) == ["i2s_tfckd"]
+    assert str(source) in "\n".join(tuning_table(tmp_path / "out"))
+
+    for text, problem in (("", "not a study's tune/choice.json"), ('{"methods": {}}', "no λ chosen for i2s_tfckd")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(SekdError, match=re.escape(problem)):
+            take_weights_from(load_study(path, [f"weights_from={tmp_path / 'bad.json'}"]))
+    with pytest.raises(SekdError, match="file not found"):
+        take_weights_from(load_study(path, [f"weights_from={tmp_path / 'none.json'}"]))
+
+
 def test_a_tuning_run_without_its_checkpoints_is_not_reused(tmp_path):
     from sekd.study import TUNE_DIR, TUNE_RESULT, adopt_tuning_run
     study = load_study(write_study(tmp_path / "s.yaml", tmp_path, tmp_path / "out"), ["seeds=[0]"])

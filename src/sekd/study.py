@@ -11,8 +11,8 @@ the evaluation. The study then
 3. tunes λ (``tune``): with one seed, one run per method and λ of ``tune.grid`` (extended past
    an end, up to ``tune.extend`` times, while the best λ lies there), scored by
    their best validation PESQ-WB on the valid split, never the test split; the choice goes
-   to ``OUT/tune/choice.json`` (methods with a fixed λ in ``weights`` are not tuned, and
-   ``--stage tune`` stops here);
+   to ``OUT/tune/choice.json`` (methods with a fixed λ in ``weights``, or in the choice of
+   another study named by ``weights_from``, are not tuned, and ``--stage tune`` stops here);
 4. for every seed, trains the student once per system and evaluates it
    (``OUT/<system>/seed<k>``): ``none`` is the student trained on the SE loss alone
    (plain ``sekd train``, no teacher forward: the same loss as the ``none`` method, for
@@ -108,6 +108,7 @@ class StudyConfig:
     common: dict = field(default_factory=dict)     # dotted overrides applied to every trained run
     methods: list | str = "all"      # names from `sekd methods`, or "all"
     weights: dict = field(default_factory=dict)    # fixed λ per method: not tuned (untuned default 1.0)
+    weights_from: str | None = None  # another study's tune/choice.json: its chosen λ, fixed here (not tuned)
     tune: TuneConfig = field(default_factory=TuneConfig)  # λ of every other method, chosen on the valid split
     options: dict = field(default_factory=dict)    # the method's options, per method
     ablations: dict = field(default_factory=dict)  # name -> {method, options, weight}: on top of the method's own
@@ -596,6 +597,37 @@ def choose_weights(study: StudyConfig, meanwhile: Callable[[], bool] | None = No
     return {method: entry["chosen"] for method, entry in choice.items()}
 
 
+def take_weights_from(study: StudyConfig) -> None:
+    """Fix the λ of every tuned method to the choice of another study (``weights_from``, its
+    ``tune/choice.json``), e.g. the same student at another STFT setting, so that only the setting differs.
+
+    A λ in ``weights`` stays. The source's choice is copied to ``OUT/tune/choice.json`` with ``from``
+    naming it, so that the report shows which scores chose λ.
+    """
+    if not study.weights_from:
+        return
+    source = Path(study.weights_from)
+    where = f"weights_from {source}"
+    if not source.is_file():
+        raise SekdError(f"{where}: file not found (run that study's tuning first: sekd study ITS_CONFIG --stage tune)")
+    try:
+        methods = json.loads(source.read_text()).get("methods")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        methods = None
+    if not isinstance(methods, dict) or not all(isinstance(e, dict) and isinstance(e.get("chosen"), (int, float))
+                                                for e in methods.values()):
+        raise SekdError(f"{where}: not a study's tune/choice.json (no 'methods' with a chosen λ each)")
+    wanted = [m for m in study.methods if m != NO_KD and m not in study.weights]
+    missing = [m for m in wanted if m not in methods]
+    if missing:
+        raise SekdError(f"{where}: no λ chosen for {', '.join(missing)}; give it in weights or tune it here")
+    study.weights = {**study.weights, **{m: float(methods[m]["chosen"]) for m in wanted}}
+    if wanted:
+        _write_result(Path(study.out_dir) / TUNE_DIR / CHOICE, {
+            "metric": "best validation PESQ-WB", "split": "valid", "from": str(source),
+            "methods": {m: methods[m] for m in wanted}})
+
+
 def adopt_tuning_run(study: StudyConfig, run: Run) -> bool:
     """Start a study run from the finished tuning run with the same method, λ, options and seed, if any.
 
@@ -844,6 +876,7 @@ def run_study(study: StudyConfig, stage: str = "all", spawn: bool = True) -> Pat
     """
     out = Path(study.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    take_weights_from(study)
     if spawn:  # the jobs read the study from here
         atomic_write_text(out / "study.yaml", yaml.safe_dump(json.loads(json.dumps(asdict(study))), sort_keys=False))
     if study.threads:
