@@ -15,9 +15,10 @@
 # 0.04-0.05 PESQ-WB below 600 steps on the valid split, results/schedule-probes/README.md), they validate
 # twice instead of five times, and the table has no DNSMOS columns (DNSMOS scores 9 s windows at every second
 # of the file looped to fill them: 2.1 s of one core per file and system on an AVX2 EPYC, measured 2026-12-07,
-# so about 20 minutes more on 2 cores for 4 systems x 300 files). The teacher is the CPU study's, shipped as pretrained:cpu-teacher (2400 steps, best
-# at step 1200, on the corpus before it was widened; 1.590 PESQ-WB on today's test files against the full
-# job's 1.648), not one trained here. Every file of both splits is scored, as in the full job.
+# so about 20 minutes more on 2 cores for 4 systems x 300 files). The teacher is the CPU study's, shipped as
+# pretrained:cpu-teacher (2400 steps, best at step 1200, on the corpus before it was widened; 1.590 PESQ-WB on
+# today's test files against the full job's 1.648), not one trained here. Every file of both splits is
+# scored, as in the full job.
 #
 # Every stage resumes or skips what an interrupted run already finished (sekd train resumes from
 # last.ckpt; the evaluation runs again). Each stage prints a line when it starts, with an estimate of the

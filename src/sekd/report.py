@@ -235,7 +235,8 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     path = None if results_dir is None else Path(results_dir) / "tune" / "choice.json"
     if path is None or not path.is_file():
         return []
-    methods = read_study_json(path).get("methods")
+    choice = read_study_json(path)
+    methods = choice.get("methods")
     if not isinstance(methods, dict):
         raise SekdError(f"{path}: not a sekd study result ('methods' missing)")
     grid = sorted({float(w) for entry in methods.values() for w in entry["grid"]})
@@ -253,8 +254,8 @@ def tuning_table(results_dir: Path | None) -> list[str]:
     seeds = sorted({entry.get("seed") for entry in methods.values()})
     lines += ["", f"Best validation PESQ-WB of one training run per λ (seed {', '.join(map(str, seeds))}, the "
                   "students' schedule); the test split takes no part. Ablations use their method's λ."]
-    if read_study_json(path).get("from"):  # weights_from: this study took another's choice and did not tune
-        lines.append(f"These λ were chosen by another study's tuning (`{read_study_json(path)['from']}`), "
+    if choice.get("from"):  # weights_from: this study took another's choice and did not tune
+        lines.append(f"These λ were chosen by another study's tuning (`{choice['from']}`), "
                      "with its student; this study took them and did not tune.")
     if any(entry.get("at_edge") for entry in methods.values()):
         lines.append("A λ chosen at the end of the λ tried may not be the best: the grid does not bracket it.")
