@@ -610,10 +610,8 @@ def take_weights_from(study: StudyConfig) -> None:
     where = f"weights_from {source}"
     if not source.is_file():
         raise SekdError(f"{where}: file not found (run that study's tuning first: sekd study ITS_CONFIG --stage tune)")
-    try:
-        methods = json.loads(source.read_text()).get("methods")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        methods = None
+    data = _read_result(source)
+    methods = data.get("methods") if isinstance(data, dict) else None
     if not isinstance(methods, dict) or not all(isinstance(e, dict) and isinstance(e.get("chosen"), (int, float))
                                                 for e in methods.values()):
         raise SekdError(f"{where}: not a study's tune/choice.json (no 'methods' with a chosen λ each)")
