@@ -31,6 +31,20 @@ def test_tap_shapes_match_method_table(preset):
     assert torch.equal(net(feats), mask)  # taps cost nothing when not asked for and change nothing
 
 
+@pytest.mark.parametrize("preset, gain", [("cpu-student", 0.76), ("teacher", 0.76), ("gtcrn", 0.96)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_untrained_mask_is_near_a_pass_through(preset, gain, seed):
+    # From PyTorch's default start the mask's phase is random per bin (mean cos ≈ 0); the built-in
+    # networks start near phase 0 with a fixed gain, so every seed begins from the same kind of mask.
+    torch.manual_seed(seed)
+    net = build_enhancer(preset).network.eval()
+    with torch.no_grad():
+        mask = net(0.3 * torch.randn(2, 2, 12, 257))
+    phase = torch.atan2(mask[:, 1], mask[:, 0])
+    assert torch.cos(phase).mean() > 0.9
+    assert torch.tanh(mask.norm(dim=1)).mean() == pytest.approx(gain, abs=0.03)
+
+
 def test_multichannel_input_gives_mono_output():
     model = build_enhancer("tiny", in_channels=4)
     out = model(torch.randn(2, 4, 8000))

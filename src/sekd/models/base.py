@@ -125,6 +125,20 @@ class EnhancementNetwork(nn.Module):
         raise SekdError(f"{type(self).__name__} has no hop-by-hop implementation, so it cannot stream or export")
 
 
+def start_as_pass_through(head: nn.Module, real_bias: float, weight_scale: float = 1.0) -> None:
+    """Start a mask head (a layer whose two output channels are M_r and M_i) near a pass-through mask.
+
+    Its bias becomes (``real_bias``, 0), which gives every bin phase 0 and gain tanh(real_bias)
+    before training, and its drawn weights are multiplied by ``weight_scale``, which shrinks the
+    random part around that. PyTorch's own start is a mask of random phase per bin: the network
+    first has to learn to turn it back, and may settle far from where a pass-through start
+    leads (``results/schedule-probes/README.md``).
+    """
+    with torch.no_grad():
+        head.weight.mul_(weight_scale)
+        head.bias.copy_(torch.tensor([real_bias, 0.0], dtype=head.bias.dtype))
+
+
 class HookedNetwork(EnhancementNetwork):
     """Any ``module(feats) -> mask`` with taps captured from named submodules by forward hooks.
 

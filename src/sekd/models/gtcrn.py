@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 from ..audio import SAMPLE_RATE
 from ..errors import SekdError
-from .base import EnhancementNetwork
+from .base import EnhancementNetwork, start_as_pass_through
 from .gtcrn_step import GTCRNStep
 
 DILATIONS = (1, 2, 5)
@@ -431,8 +431,7 @@ class GTCRN(EnhancementNetwork):
         self.dec_blocks = nn.ModuleList(TemporalConvBlock(c, c, d) for d in reversed(DILATIONS))
         self.dec4 = nn.Sequential(frequency_conv(c, c, groups=2, transposed=True), nn.BatchNorm2d(c), nn.PReLU(c))
         self.dec5 = frequency_conv(c, 2, transposed=True)
-        with torch.no_grad():  # start as a pass-through mask: gain tanh(2) ≈ 0.96, phase 0 (see PASS_THROUGH)
-            self.dec5.bias.copy_(torch.tensor([PASS_THROUGH, 0.0]))
+        start_as_pass_through(self.dec5, PASS_THROUGH)  # gain tanh(2) ≈ 0.96, phase 0
 
     @staticmethod
     def stft_args(n_fft: int) -> dict:
