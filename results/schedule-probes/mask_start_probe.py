@@ -1,34 +1,52 @@
-"""Seed-1 probe: is the weak seed its initial weights or its data draws? 120 steps each."""
-import sys, torch, lightning as L, numpy as np
-sys.path.insert(0, "/work/main/src")
+"""Where does a weak seed come from? Train the wide study's no-KD student briefly with the initial weights of
+one seed and the example draws of another, from a chosen start of the mask head, and print the mean
+training loss over each 20 steps. Run from the repository root (after `sekd data build data/builtin`):
+
+    python3 results/schedule-probes/mask_start_probe.py INIT_SEED DATA_SEED STEPS [START]
+
+START: `pass-through` (sekd's DPDCRN: bias (1, 0), weights × 0.1; the default), `pytorch` (PyTorch's own
+initialisation), `gtcrn` (bias (2, 0), weights as drawn) or `bias2-small` (bias (2, 0), weights × 0.1).
+"""
+import sys
+
+import lightning as L
+import numpy as np
+import torch
+
+import sekd.models.dpdcrn as dpdcrn
 from sekd.config import load_config
 from sekd.engine.module import EnhancementModule
 from sekd.engine.train import make_loaders
+
+STARTS = {"pass-through": (1.0, 0.1), "pytorch": None, "gtcrn": (2.0, 1.0), "bias2-small": (2.0, 0.1)}
+# The wide study's student (configs/study/cpu-wide.yaml: student and common overrides).
+STUDY_STUDENT = ["data.crop_seconds=1.0", "train.max_steps=1200", "train.warmup_steps=60", "data.valid_files=24",
+                 "data.num_workers=0", "data.mixing=online", "data.noises_per_example=[1, 2]", "train.threads=1"]
+
+init_seed, data_seed, steps = (int(a) for a in sys.argv[1:4])
+start = sys.argv[4] if len(sys.argv) > 4 else "pass-through"
+bias_scale = STARTS[start]
+if bias_scale is None:  # the weights exactly as PyTorch draws them: skip the pass-through start
+    dpdcrn.start_as_pass_through = lambda *args, **kwargs: None
+else:
+    dpdcrn.MASK_START_BIAS, dpdcrn.MASK_START_SCALE = bias_scale
 torch.set_num_threads(1)
-init_seed, data_seed, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-cfg = load_config("/work/main/results/study-wide/none/seed1/config.yaml")
-cfg.train.seed = data_seed
-L.seed_everything(init_seed, verbose=False)
+cfg = load_config("configs/cpu-student.yaml", [*STUDY_STUDENT, f"train.seed={data_seed}"])
+L.seed_everything(init_seed, verbose=False)  # as sekd train does: the seed, then the module
 module = EnhancementModule(cfg.to_dict())
-if len(sys.argv) > 4 and sys.argv[4] == "bias2":  # GTCRN's pass-through start: real bias 2, weights as drawn
-    with torch.no_grad():
-        [m for m in module.modules() if hasattr(m, "dec3")][0].dec3.bias.copy_(torch.tensor([2.0, 0.0]))
-if len(sys.argv) > 4 and sys.argv[4] == "small2":  # weights × 0.1, real bias 2
-    with torch.no_grad():
-        d3 = [m for m in module.modules() if hasattr(m, "dec3")][0].dec3
-        d3.weight.mul_(0.1); d3.bias.copy_(torch.tensor([2.0, 0.0]))
-if len(sys.argv) > 4 and sys.argv[4] == "maskinit":  # start near the identity mask: M ≈ (1, 0)
-    with torch.no_grad():
-        d3 = module.model.net.dec3 if hasattr(module.model, "net") else [m for m in module.modules() if hasattr(m, "dec3")][0].dec3
-        d3.weight.mul_(0.1); d3.bias.copy_(torch.tensor([1.0, 0.0]))
 L.seed_everything(data_seed, verbose=False)
 train, _ = make_loaders(cfg)
 losses = []
-class Grab(L.Callback):
+
+
+class Record(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
-tr = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               limit_val_batches=0, callbacks=[Grab()], enable_model_summary=False, gradient_clip_val=cfg.train.grad_clip)
-tr.fit(module, train)
-w = [round(float(np.mean(losses[i:i + 20])), 3) for i in range(0, len(losses), 20)]
-print(f"{sys.argv[4:]} init {init_seed} data {data_seed}: loss per 20 steps {w}", flush=True)
+        losses.append(float(outputs["loss"]))
+
+
+trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, limit_val_batches=0, callbacks=[Record()],
+                    gradient_clip_val=cfg.train.grad_clip)
+trainer.fit(module, train)
+windows = [round(float(np.mean(losses[i:i + 20])), 3) for i in range(0, len(losses), 20)]
+print(f"start {start}, weights of seed {init_seed}, draws of seed {data_seed}: training loss per 20 steps {windows}")

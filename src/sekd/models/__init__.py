@@ -6,14 +6,16 @@ import inspect
 
 from ..errors import SekdError
 from ..signal import SignalConfig
-from .base import EnhancementNetwork, HookedNetwork, StreamingStep, build_network, import_class, network_spec
+from .base import (EnhancementNetwork, HookedNetwork, StreamingStep, build_network, import_class, network_spec,
+                   start_as_pass_through)
 from .dpdcrn import DPDCRN
 from .enhancer import SpeechEnhancer
 from .gtcrn import GTCRN
 from .presets import GTCRN_PRESETS, PRESETS, preset_args, preset_spec
 
 __all__ = ["EnhancementNetwork", "HookedNetwork", "StreamingStep", "build_network", "network_spec", "DPDCRN",
-           "GTCRN", "SpeechEnhancer", "PRESETS", "GTCRN_PRESETS", "preset_args", "preset_spec", "build_enhancer"]
+           "GTCRN", "SpeechEnhancer", "PRESETS", "GTCRN_PRESETS", "preset_args", "preset_spec", "build_enhancer",
+           "start_as_pass_through"]
 
 
 def build_enhancer(preset: str, in_channels: int = 1, causal: bool = False, signal_args: dict | None = None,
