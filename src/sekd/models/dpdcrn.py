@@ -28,8 +28,8 @@ from .dpdcrn_step import DPDCRNStep
 PATH_NORM_EPS = 1e-8
 # The mask head's start: real bias 1 (gain tanh(1) ≈ 0.76, phase 0), its drawn weights × 0.1. From
 # PyTorch's default, a mask of random phase per bin, the wide study's no-KD student lost its first few
-# hundred steps and one seed in five stayed about 0.2 PESQ-WB behind on valid for the whole schedule,
-# whatever the method; from this start that seed passed the others (results/schedule-probes/README.md).
+# hundred steps and one of its first three seeds stayed about 0.2 PESQ-WB behind on valid for the whole
+# schedule, whatever the method; from this start that seed passed the others (results/schedule-probes/README.md).
 # The paper does not say how its mask starts.
 MASK_START_BIAS, MASK_START_SCALE = 1.0, 0.1
 
