@@ -14,14 +14,11 @@ import numpy as np
 import torch
 
 import sekd.models.dpdcrn as dpdcrn
-from sekd.config import load_config
 from sekd.engine.module import EnhancementModule
 from sekd.engine.train import make_loaders
+from sekd.study import Run, load_study, run_config
 
 STARTS = {"pass-through": (1.0, 0.1), "pytorch": None, "gtcrn": (2.0, 1.0), "bias2-small": (2.0, 0.1)}
-# The wide study's student (configs/study/cpu-wide.yaml: student and common overrides).
-STUDY_STUDENT = ["data.crop_seconds=1.0", "train.max_steps=1200", "train.warmup_steps=60", "data.valid_files=24",
-                 "data.num_workers=0", "data.mixing=online", "data.noises_per_example=[1, 2]", "train.threads=1"]
 
 init_seed, data_seed, steps = (int(a) for a in sys.argv[1:4])
 start = sys.argv[4] if len(sys.argv) > 4 else "pass-through"
@@ -31,7 +28,8 @@ if bias_scale is None:  # the weights exactly as PyTorch draws them: skip the pa
 else:
     dpdcrn.MASK_START_BIAS, dpdcrn.MASK_START_SCALE = bias_scale
 torch.set_num_threads(1)
-cfg = load_config("configs/cpu-student.yaml", [*STUDY_STUDENT, f"train.seed={data_seed}"])
+# The wide study's no-KD student, its config resolved as the study resolves it; the draws follow train.seed.
+cfg = run_config(load_study("configs/study/cpu-wide.yaml"), Run("none", data_seed, "runs/probe/mask-start", None))
 L.seed_everything(init_seed, verbose=False)  # as sekd train does: the seed, then the module
 module = EnhancementModule(cfg.to_dict())
 L.seed_everything(data_seed, verbose=False)
